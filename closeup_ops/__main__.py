@@ -1,0 +1,4 @@
+
+from closeup_ops.cli import run
+
+run()

@@ -1,0 +1,105 @@
+"""What an ElastiCache endpoint name says: serverless or not, the region, the reader port.
+
+Names look like:
+  demo-du95w6.serverless.aps1.cache.amazonaws.com          (serverless; reader on 6380)
+  master.demo.abc123.use1.cache.amazonaws.com              (replication group primary)
+  clustercfg.demo.abc123.use1.cache.amazonaws.com          (cluster-mode configuration)
+  demo-001.abc123.0001.use1.cache.amazonaws.com            (a node)
+The label before `cache.amazonaws.com` is AWS's short region code.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+SERVERLESS_READER_PORT = 6380
+DEFAULT_PORT = 6379
+
+REGION_CODES: dict[str, str] = {
+    "use1": "us-east-1",
+    "use2": "us-east-2",
+    "usw1": "us-west-1",
+    "usw2": "us-west-2",
+    "usgw1": "us-gov-west-1",
+    "usge1": "us-gov-east-1",
+    "afs1": "af-south-1",
+    "ape1": "ap-east-1",
+    "ape2": "ap-east-2",
+    "aps1": "ap-south-1",
+    "aps2": "ap-south-2",
+    "apse1": "ap-southeast-1",
+    "apse2": "ap-southeast-2",
+    "apse3": "ap-southeast-3",
+    "apse4": "ap-southeast-4",
+    "apse5": "ap-southeast-5",
+    "apse6": "ap-southeast-6",
+    "apse7": "ap-southeast-7",
+    "apne1": "ap-northeast-1",
+    "apne2": "ap-northeast-2",
+    "apne3": "ap-northeast-3",
+    "cac1": "ca-central-1",
+    "caw1": "ca-west-1",
+    "cnn1": "cn-north-1",
+    "cnnw1": "cn-northwest-1",
+    "euc1": "eu-central-1",
+    "euc2": "eu-central-2",
+    "euw1": "eu-west-1",
+    "euw2": "eu-west-2",
+    "euw3": "eu-west-3",
+    "eun1": "eu-north-1",
+    "eus1": "eu-south-1",
+    "eus2": "eu-south-2",
+    "ilc1": "il-central-1",
+    "mec1": "me-central-1",
+    "mes1": "me-south-1",
+    "mxc1": "mx-central-1",
+    "sae1": "sa-east-1",
+}
+
+_AWS_SUFFIX = re.compile(r"\.([a-z0-9]+)\.cache\.amazonaws\.com(\.cn)?\.?$", re.IGNORECASE)
+_SERVERLESS = re.compile(
+    r"^(?P<label>[a-z0-9-]+)\.serverless\.(?P<code>[a-z0-9]+)\.cache\.amazonaws\.com(\.cn)?\.?$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    aws: bool  # an ElastiCache name at all
+    serverless: bool
+    region_code: str | None
+    region: str | None
+    name_hint: str | None  # the cache name the label suggests (a guess, never trusted alone)
+
+
+def parse(host: str) -> Endpoint:
+    host = host.strip().lower()
+    suffix = _AWS_SUFFIX.search(host)
+    code = suffix.group(1) if suffix else None
+    serverless = _SERVERLESS.match(host)
+    hint = None
+    if serverless:
+        label = serverless.group("label")
+        # demo-du95w6: the cache is "demo", the suffix is ElastiCache's random id
+        hint = label.rsplit("-", 1)[0] if "-" in label else label
+    elif suffix:
+        labels = host.split(".")
+        hint = labels[1] if labels[0] in ("master", "replica", "clustercfg") else labels[0]
+    return Endpoint(
+        host=host,
+        aws=suffix is not None,
+        serverless=serverless is not None,
+        region_code=code,
+        region=REGION_CODES.get(code) if code else None,
+        name_hint=hint,
+    )
+
+
+def is_serverless(host: str) -> bool:
+    return _SERVERLESS.match(host.strip()) is not None
+
+
+def region_of(host: str) -> str | None:
+    return parse(host).region

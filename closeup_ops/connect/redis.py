@@ -1,0 +1,190 @@
+"""The one Redis connection factory: plain, password, ACL, TLS (with a separate server name
+for tunnels), IAM tokens, and cluster mode (auto-detected, forced for serverless)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.cluster import RedisCluster
+from redis.connection import SSLConnection
+
+from closeup_ops import errors
+from closeup_ops.errors import UsageError
+from closeup_ops.settings import Settings
+
+AddressRemap = Callable[[tuple[str, int]], tuple[str, int]]
+
+
+class NamedSSLConnection(SSLConnection):
+    """SSLConnection that checks the certificate (and sends SNI) for `ssl_server_name`
+    instead of the address it dials: through a tunnel we dial 127.0.0.1 but the
+    certificate names the real endpoint. Subclassed per name (see _ssl_class) because
+    redis-py's cluster client drops unknown keyword arguments."""
+
+    ssl_server_name: str | None = None
+
+    def _wrap_socket_with_ssl(self, sock: Any) -> Any:
+        if not self.ssl_server_name or self.ssl_server_name == self.host:
+            return super()._wrap_socket_with_ssl(sock)
+        dialled = self.host
+        self.host = self.ssl_server_name
+        try:
+            return super()._wrap_socket_with_ssl(sock)
+        finally:
+            self.host = dialled
+
+
+def _ssl_class(server_name: str) -> type[NamedSSLConnection]:
+    return type("NamedSSLConnection", (NamedSSLConnection,), {"ssl_server_name": server_name})
+
+
+@dataclass
+class RedisTarget:
+    """A connected cache: the client plus what we learned while connecting."""
+
+    client: Any  # redis.Redis or redis.cluster.RedisCluster
+    cluster: bool
+    tls: bool
+    endpoint: str
+    settings: Settings
+
+    def primaries(self) -> list[tuple[str, redis.Redis]]:
+        """(address, client) for every primary: one in standalone mode."""
+        if not self.cluster:
+            return [(self.endpoint, self.client)]
+        out = []
+        for node in self.client.get_primaries():
+            out.append((f"{node.host}:{node.port}", node.redis_connection))
+        return sorted(out)
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:  # closing is best effort
+            pass
+
+
+def connection_kwargs(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments shared by standalone and cluster clients (no host/port)."""
+    kwargs: dict[str, Any] = {
+        "socket_connect_timeout": settings.timeout,
+        "socket_timeout": settings.timeout,
+        "username": settings.username,
+        "password": _password(settings),
+        "client_name": "closeup-ops",
+    }
+    if settings.use_tls:
+        kwargs.update(
+            connection_class=_ssl_class(settings.server_name),
+            ssl_ca_certs=settings.ca_cert,
+            ssl_cert_reqs="none" if settings.insecure else "required",
+            ssl_check_hostname=not settings.insecure,
+        )
+    return kwargs
+
+
+def _password(settings: Settings) -> str | None:
+    if settings.iam_auth:
+        from closeup_ops.connect.iam import iam_token
+
+        return iam_token(settings)
+    return settings.password.reveal() if settings.password else None
+
+
+def _standalone(settings: Settings, kwargs: dict[str, Any], db: int) -> redis.Redis:
+    pool_kwargs = dict(kwargs, host=settings.host, port=settings.port, db=db)
+    pool_kwargs.setdefault("connection_class", redis.Connection)
+    return redis.Redis(connection_pool=redis.ConnectionPool(**pool_kwargs))
+
+
+def _cluster(
+    settings: Settings, kwargs: dict[str, Any], address_remap: AddressRemap | None
+) -> RedisCluster:
+    # The url= form makes redis-py build each node's pool from our kwargs, keeping our
+    # connection class (TLS server name) for every node it discovers.
+    return RedisCluster(
+        url=f"redis://{settings.host}:{settings.port}",
+        address_remap=address_remap,
+        require_full_coverage=False,
+        **kwargs,
+    )
+
+
+def connect(
+    settings: Settings,
+    *,
+    address_remap: AddressRemap | None = None,
+    check: bool = True,
+) -> RedisTarget:
+    """Connect per settings. Cluster mode: forced by REDIS_CLUSTER or a serverless endpoint,
+    else asked of the server with INFO cluster. Raises OpsError subclasses."""
+    errors.CONTEXT.update(
+        endpoint=settings.endpoint, timeout=settings.timeout, tls=settings.use_tls
+    )
+    if settings.insecure and settings.use_tls:
+        sys.stderr.write(
+            "closeup-ops: warning: --insecure: the server certificate is NOT verified\n"
+        )
+    kwargs = connection_kwargs(settings)
+    cluster = settings.cluster
+    if cluster is None and settings.serverless:
+        cluster = True
+    try:
+        if cluster is None:
+            probe = _standalone(settings, kwargs, db=0)
+            info = probe.info("cluster")
+            cluster = bool(int(info.get("cluster_enabled", 0)))
+            if not cluster:
+                if settings.db:
+                    probe.close()
+                    probe = _standalone(settings, kwargs, db=settings.db)
+                    if check:
+                        probe.ping()
+                return RedisTarget(probe, False, settings.use_tls, settings.endpoint, settings)
+            probe.close()
+        if cluster:
+            _refuse_db_in_cluster(settings)
+            client = _cluster(settings, kwargs, address_remap)
+        else:
+            client = _standalone(settings, kwargs, db=settings.db)
+            if check:
+                client.ping()
+    except UsageError:
+        raise
+    except redis.RedisError as exc:
+        raise errors.classify(exc, settings.endpoint) from None
+    return RedisTarget(client, cluster, settings.use_tls, settings.endpoint, settings)
+
+
+def _refuse_db_in_cluster(settings: Settings) -> None:
+    if settings.db != 0:
+        raise UsageError(
+            f"REDIS_DB={settings.db} but {settings.endpoint} runs in cluster mode, "
+            "which has only database 0 (SELECT is refused)",
+            "unset REDIS_DB or set REDIS_DB=0",
+        )
+
+
+@contextmanager
+def open_redis(settings: Settings) -> Iterator[RedisTarget]:
+    """Connect for one command's run, through an SSH tunnel when --via-bastion asks for it."""
+    if settings.via_bastion:
+        from closeup_ops.connect.tunnel import tunnelled
+
+        with tunnelled(settings) as (local_settings, remap):
+            target = connect(local_settings, address_remap=remap)
+            try:
+                yield target
+            finally:
+                target.close()
+        return
+    target = connect(settings)
+    try:
+        yield target
+    finally:
+        target.close()

@@ -1,0 +1,274 @@
+"""Real redis-server processes on free loopback ports, stopped by PID.
+
+Used by the test fixtures, the benchmarks and `closeup-ops sandbox`: one way to start a
+standalone server, a TLS server, a primary with a replica, or a 3-primary cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A port free right now (never 6379, which the machine's own Redis may hold)."""
+    while True:
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port != 6379:
+            return port
+
+
+def redis_server_binary() -> str:
+    found = shutil.which("redis-server") or shutil.which("valkey-server")
+    if not found:
+        raise FileNotFoundError(
+            "redis-server not found: install it (apt-get install -y redis-server)"
+        )
+    return found
+
+
+@dataclass
+class TLSFiles:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+@dataclass
+class RedisProcess:
+    port: int
+    workdir: Path
+    proc: subprocess.Popen | None = field(repr=False, default=None)
+    host: str = LOOPBACK
+    tls: bool = False
+    password: str | None = field(default=None, repr=False)
+    pid: int | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def alive(self) -> bool:
+        if self.pid is None:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        if self.proc is not None and self.proc.poll() is not None:
+            return False
+        return True
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+        """Stop this server by its PID (and nothing else)."""
+        if self.pid is None:
+            return
+        try:
+            os.kill(self.pid, signal.SIGCONT)  # a paused (SIGSTOP) server cannot exit
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            pass
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        else:
+            deadline = time.monotonic() + timeout
+            while self.alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if self.alive():
+                os.kill(self.pid, signal.SIGKILL)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+def start_redis(
+    workdir: Path,
+    *extra: str,
+    port: int | None = None,
+    tls: TLSFiles | None = None,
+    password: str | None = None,
+    bind: str = LOOPBACK,
+    detach: bool = False,
+    ready_timeout: float = 15,
+) -> RedisProcess:
+    """Start redis-server in `workdir`; returns once it accepts connections.
+
+    `detach=True` starts it in its own session (for `sandbox up`, which outlives the CLI).
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    args = [
+        redis_server_binary(),
+        "--bind", bind,
+        "--save", "",
+        "--appendonly", "no",
+        "--dir", str(workdir),
+        "--logfile", str(workdir / "redis.log"),
+        "--daemonize", "no",
+        "--protected-mode", "no",
+    ]
+    if tls:
+        args += [
+            "--port", "0",
+            "--tls-port", str(port),
+            "--tls-cert-file", str(tls.cert),
+            "--tls-key-file", str(tls.key),
+            "--tls-ca-cert-file", str(tls.ca),
+            "--tls-auth-clients", "no",
+            "--tls-replication", "yes",
+            "--tls-cluster", "yes",
+        ]
+    else:
+        args += ["--port", str(port)]
+    if password:
+        args += ["--requirepass", password, "--masterauth", password]
+    args += list(extra)
+    proc = subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=detach,
+        cwd=workdir,
+    )
+    server = RedisProcess(
+        port=port, workdir=workdir, proc=proc, host=bind, tls=bool(tls), password=password,
+        pid=proc.pid,
+    )
+    _wait_ready(server, ready_timeout)
+    return server
+
+
+def _wait_ready(server: RedisProcess, timeout: float) -> None:
+    log = server.workdir / "redis.log"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc is not None and server.proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
+            raise RuntimeError(f"redis-server on port {server.port} exited: {tail}")
+        if log.exists() and "Ready to accept connections" in log.read_text(errors="replace"):
+            return
+        time.sleep(0.02)
+    server.stop()
+    raise RuntimeError(f"redis-server on port {server.port} not ready after {timeout} s")
+
+
+def redis_cli(server: RedisProcess, *args: str, tls: TLSFiles | None = None,
+              timeout: float = 30) -> str:
+    """Run redis-cli against a server (for set-up steps, not for the tool's own work)."""
+    cmd = ["redis-cli", "-h", server.host, "-p", str(server.port)]
+    if tls:
+        cmd += ["--tls", "--cacert", str(tls.ca)]
+    env = dict(os.environ)
+    if server.password:
+        env["REDISCLI_AUTH"] = server.password
+    out = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout,
+                         env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"redis-cli {' '.join(args)} failed: {out.stderr or out.stdout}")
+    return out.stdout
+
+
+@dataclass
+class ReplicatedPair:
+    primary: RedisProcess
+    replica: RedisProcess
+
+    def stop(self) -> None:
+        self.replica.stop()
+        self.primary.stop()
+
+
+def start_replicated(workdir: Path, *extra: str, password: str | None = None,
+                     detach: bool = False) -> ReplicatedPair:
+    primary = start_redis(Path(workdir) / "primary", *extra, password=password, detach=detach)
+    replica = start_redis(
+        Path(workdir) / "replica", *extra, "--replicaof", primary.host, str(primary.port),
+        password=password, detach=detach,
+    )
+    _wait_for(lambda: "master_link_status:up" in redis_cli(replica, "INFO", "replication"),
+              "replica to sync")
+    return ReplicatedPair(primary, replica)
+
+
+@dataclass
+class Cluster:
+    nodes: list[RedisProcess]
+
+    @property
+    def entry(self) -> RedisProcess:
+        return self.nodes[0]
+
+    def primaries(self) -> list[RedisProcess]:
+        out = []
+        for node in self.nodes:
+            if node.alive() and "role:master" in redis_cli(node, "INFO", "replication"):
+                out.append(node)
+        return out
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def start_cluster(workdir: Path, primaries: int = 3, replicas: int = 1, *extra: str,
+                  detach: bool = False) -> Cluster:
+    """A cluster of `primaries` primaries with `replicas` replicas each, all slots covered."""
+    nodes = []
+    try:
+        for i in range(primaries * (1 + replicas)):
+            nodes.append(start_redis(
+                Path(workdir) / f"node{i}",
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", "1500",
+                "--cluster-replica-validity-factor", "0",
+                *extra,
+                detach=detach,
+            ))
+        cmd = ["redis-cli", "--cluster", "create", *[n.address for n in nodes],
+               "--cluster-replicas", str(replicas), "--cluster-yes"]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            raise RuntimeError(f"cluster create failed: {out.stdout[-500:]} {out.stderr}")
+        cluster = Cluster(nodes)
+        _wait_for(lambda: all("cluster_state:ok" in redis_cli(n, "CLUSTER", "INFO")
+                              for n in nodes), "cluster state ok")
+        _wait_for(lambda: all(_replica_synced(n) for n in nodes), "cluster replicas to sync")
+        return cluster
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise
+
+
+def _replica_synced(node: RedisProcess) -> bool:
+    info = redis_cli(node, "INFO", "replication")
+    return "role:master" in info or "master_link_status:up" in info
+
+
+def _wait_for(check, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except RuntimeError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out waiting for {what}")

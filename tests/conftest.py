@@ -1,0 +1,126 @@
+"""Shared fixtures: real redis-server processes (plain, password, ACL, TLS, primary+replica,
+3-primary cluster), a real sshd, and `cli` to drive closeup-ops as a user would.
+
+Servers are session-scoped (starting a cluster takes seconds); tests that change data use
+their own key prefixes or flush what they made. Every process is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from closeup_ops.local.certs import make_tls_files
+from closeup_ops.local.servers import (
+    redis_cli,
+    start_cluster,
+    start_redis,
+    start_replicated,
+)
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from helpers.common import ACL_PASSWORD, ACL_USER, PASSWORD, Result  # noqa: E402
+from helpers.sshd import sshd_binary, start_sshd  # noqa: E402
+
+# Variables a developer's shell may have set that would leak into the tests.
+_SCRUB_PREFIXES = ("REDIS_", "ELASTICACHE_", "BASTION_", "AWS_")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _clean_environment():
+    for key in list(os.environ):
+        if key.startswith(_SCRUB_PREFIXES):
+            del os.environ[key]
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    os.environ["NO_COLOR"] = "1"
+    yield
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("servers")
+
+
+@pytest.fixture(scope="session")
+def redis_plain(workdir):
+    server = start_redis(workdir / "plain", "--enable-debug-command", "yes")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_password(workdir):
+    server = start_redis(workdir / "password", password=PASSWORD)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_acl(workdir):
+    server = start_redis(workdir / "acl")
+    redis_cli(server, "ACL", "SETUSER", ACL_USER, "on", f">{ACL_PASSWORD}", "~*", "&*", "+@all")
+    redis_cli(server, "ACL", "SETUSER", "default", "off")
+    server.password = None
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_files(workdir):
+    return make_tls_files(workdir / "tls")
+
+
+@pytest.fixture(scope="session")
+def redis_tls(workdir, tls_files):
+    server = start_redis(workdir / "tls-server", tls=tls_files)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_replicated(workdir):
+    pair = start_replicated(workdir / "replicated")
+    yield pair
+    pair.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(workdir):
+    cluster = start_cluster(workdir / "cluster", 3, 1)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def sshd(workdir):
+    if not sshd_binary():
+        pytest.skip("sshd is not installed (apt-get install -y openssh-server)")
+    server = start_sshd(workdir / "sshd")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def cli(monkeypatch, tmp_path, capsys):
+    """Run closeup-ops in-process: cli("ping", "--json", env={"REDIS_PORT": "1234"})."""
+    from closeup_ops import errors, output
+    from closeup_ops.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+    def run(*args: str, env: dict[str, str] | None = None) -> Result:
+        with monkeypatch.context() as m:
+            for key, value in (env or {}).items():
+                m.setenv(key, value)
+            output.configure()
+            errors.CONTEXT.clear()
+            code = main(list(args))
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
