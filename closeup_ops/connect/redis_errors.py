@@ -13,7 +13,10 @@ TUNNEL_HINT = "from outside the VPC open a tunnel with `closeup-ops tunnel`"
 def map_redis_error(exc: BaseException, endpoint: str | None) -> OpsError:
     where = endpoint or "the server"
     text = str(exc)
-    upper = text.upper()
+    # redis-py 8 keeps the server's code in status_code and the socket error in __context__
+    status = str(getattr(exc, "status_code", None) or "")
+    cause = exc.__cause__ or exc.__context__
+    upper = f"{status} {text} {cause or ''}".upper()
     timeout = errors.CONTEXT.get("timeout", "?")
     tls = bool(errors.CONTEXT.get("tls"))
 
@@ -23,6 +26,12 @@ def map_redis_error(exc: BaseException, endpoint: str | None) -> OpsError:
         return AuthError(
             f"{where}: the user lacks permission ({text.split(chr(10))[0]})",
             "grant the ACL user the command (e.g. +@keyspace +@read) or use another user",
+        )
+    if tls and "HANDSHAKE" in upper and ("TIMED OUT" in upper or "TIMEOUT" in upper):
+        return ConnectError(
+            f"TLS handshake with {where} timed out after {_num(timeout)} s: the server "
+            "probably does not speak TLS",
+            "set REDIS_TLS=false (or --no-tls) for a plain server; else check the network",
         )
     if isinstance(exc, rx.TimeoutError) or "TIMED OUT" in upper or "TIMEOUT" in upper:
         return ConnectError(

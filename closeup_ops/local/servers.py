@@ -28,6 +28,23 @@ def free_port(host: str = LOOPBACK) -> int:
             return port
 
 
+def free_cluster_port(host: str = LOOPBACK) -> int:
+    """A free port <= 55535 whose cluster bus port (+10000) is free too."""
+    import random
+
+    for _ in range(500):
+        port = random.randint(20000, 55535)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind((host, port))
+                b.bind((host, port + 10000))
+        except OSError:
+            continue
+        if port != 6379:
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
 def redis_server_binary() -> str:
     found = shutil.which("redis-server") or shutil.which("valkey-server")
     if not found:
@@ -239,6 +256,7 @@ def start_cluster(workdir: Path, primaries: int = 3, replicas: int = 1, *extra: 
                 "--cluster-node-timeout", "1500",
                 "--cluster-replica-validity-factor", "0",
                 *extra,
+                port=free_cluster_port(),
                 detach=detach,
             ))
         cmd = ["redis-cli", "--cluster", "create", *[n.address for n in nodes],
