@@ -1,4 +1,3 @@
-
 from closeup_ops.cli import run
 
 run()

@@ -1,22 +1,71 @@
 """The Typer app: global options and the command registry; nothing else.
 
-Command modules import their heavy libraries inside the command function, so building
-this app (and `--help`) stays cheap.
+Commands load lazily: the registry names each command's module, and only the command being
+run is imported and turned into a click command. `--help` lists the summaries from the
+registry. This keeps start-up flat as commands are added (building every command's ~30
+options costs ~4 ms a command; importing them all, more).
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperGroup
 
-from closeup_ops import errors, output
-from closeup_ops.commands import ping
-from closeup_ops.options import version_callback
+# name -> (module, attribute: a command function or a typer.Typer sub-app, summary)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "ping": (
+        "closeup_ops.commands.ping",
+        "ping",
+        "PING the cache (every primary in cluster mode): version, role, TLS, latency.",
+    ),
+    "caches": (
+        "closeup_ops.commands.caches",
+        "caches",
+        "List serverless caches, replication groups and cache clusters.",
+    ),
+    "snapshot": (
+        "closeup_ops.commands.snapshot",
+        "app",
+        "Create, list, restore (to a NEW cache) and delete snapshots.",
+    ),
+    "sg": (
+        "closeup_ops.commands.sg",
+        "app",
+        "Allow, revoke and show access through the cache's security group.",
+    ),
+}
+
+
+class LazyGroup(TyperGroup):
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        entry = COMMANDS.get(name)
+        if entry is None:
+            return None
+        module, attribute, _ = entry
+        target = getattr(importlib.import_module(module), attribute)
+        if not isinstance(target, typer.Typer):
+            single = typer.Typer(rich_markup_mode=None, add_completion=False)
+            single.command(name)(target)
+            target = single
+        command = typer.main.get_command(target)
+        command.name = name
+        return command
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, entry[2]) for name, entry in COMMANDS.items()])
+
 
 app = typer.Typer(
     name="closeup-ops",
+    cls=LazyGroup,
     help="Operations CLI for an ElastiCache (Redis OSS / Valkey) cache: connect, look "
     "around, snapshot, open the security group, test failover — safely.",
     no_args_is_help=True,
@@ -28,18 +77,24 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from closeup_ops import __version__
+
+        typer.echo(f"closeup-ops {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     version: Annotated[
         Optional[bool],
-        typer.Option("--version", callback=version_callback, is_eager=True,
-                     help="Print the version and exit."),
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = None,
 ) -> None:
     """Settings come from flags, then REDIS_* environment variables, then ./.env."""
-
-
-app.command("ping")(ping.ping)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
             typer.echo(exc.ctx.get_help())
             return 0
+        from closeup_ops import errors, output
+
         return errors.report(exc, verbose=output.STATE["verbose"])
     return result if isinstance(result, int) else 0
 

@@ -91,7 +91,9 @@ def classify(exc: BaseException, endpoint: str | None = None) -> OpsError:
             return mapped
     if isinstance(exc, (ConnectionError, TimeoutError, OSError)) and endpoint:
         return ConnectError(f"cannot reach {endpoint}: {exc}", "check the host, port and network")
-    return OpsError(f"internal error: {type(exc).__name__}: {exc}", "rerun with --verbose and report it")
+    return OpsError(
+        f"internal error: {type(exc).__name__}: {exc}", "rerun with --verbose and report it"
+    )
 
 
 def _from_click(exc: BaseException, endpoint: str | None) -> OpsError | None:
@@ -133,7 +135,9 @@ def _from_ssh(exc: BaseException, endpoint: str | None) -> OpsError | None:
     try:
         from closeup_ops.connect.ssh_errors import map_ssh_error
     except ImportError:
-        return ConnectError(f"SSH failed: {exc}", "check BASTION_HOST, BASTION_USER and BASTION_KEY")
+        return ConnectError(
+            f"SSH failed: {exc}", "check BASTION_HOST, BASTION_USER and BASTION_KEY"
+        )
     return map_ssh_error(exc)
 
 

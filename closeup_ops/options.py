@@ -29,81 +29,215 @@ AWS_PANEL = "AWS"
 OUT = "Output"
 
 
-def _opt(name: str, kind: Any, *decls: str, help: str, panel: str, default: Any = None,
-         **kw: Any) -> inspect.Parameter:
+def _opt(
+    name: str, kind: Any, *decls: str, help: str, panel: str, default: Any = None, **kw: Any
+) -> inspect.Parameter:
     option = typer.Option(*decls, help=help, rich_help_panel=panel, show_default=False, **kw)
     return inspect.Parameter(
-        name, inspect.Parameter.KEYWORD_ONLY, default=default,
+        name,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=default,
         annotation=Annotated[kind, option],
     )
 
 
 COMMON = [
-    _opt("env_file", Optional[str], "--env-file", help="Read settings from this .env file "
-         "(default: ./.env when present).", panel=OUT, metavar="PATH"),
-    _opt("json_out", bool, "--json", help="One JSON document on stdout (NDJSON for streams).",
-         panel=OUT, default=False),
-    _opt("verbose", bool, "--verbose", "-v", help="Show tracebacks for internal errors.",
-         panel=OUT, default=False),
+    _opt(
+        "env_file",
+        Optional[str],
+        "--env-file",
+        help="Read settings from this .env file (default: ./.env when present).",
+        panel=OUT,
+        metavar="PATH",
+    ),
+    _opt(
+        "json_out",
+        bool,
+        "--json",
+        help="One JSON document on stdout (NDJSON for streams).",
+        panel=OUT,
+        default=False,
+    ),
+    _opt(
+        "verbose",
+        bool,
+        "--verbose",
+        "-v",
+        help="Show tracebacks for internal errors.",
+        panel=OUT,
+        default=False,
+    ),
 ]
 
 AWS = [
-    _opt("cache", Optional[str], "--cache", help="Cache name (ELASTICACHE_CACHE); else found "
-         "from REDIS_HOST.", panel=AWS_PANEL),
-    _opt("profile", Optional[str], "--profile", help="AWS profile (AWS_PROFILE).",
-         panel=AWS_PANEL),
-    _opt("region", Optional[str], "--region", help="AWS region (AWS_REGION); else from the "
-         "endpoint name.", panel=AWS_PANEL),
+    _opt(
+        "cache",
+        Optional[str],
+        "--cache",
+        help="Cache name (ELASTICACHE_CACHE); else found from REDIS_HOST.",
+        panel=AWS_PANEL,
+    ),
+    _opt("profile", Optional[str], "--profile", help="AWS profile (AWS_PROFILE).", panel=AWS_PANEL),
+    _opt(
+        "region",
+        Optional[str],
+        "--region",
+        help="AWS region (AWS_REGION); else from the endpoint name.",
+        panel=AWS_PANEL,
+    ),
 ]
 
 BASTION_OPTS = [
-    _opt("via_bastion", bool, "--via-bastion", help="Open an SSH tunnel through the bastion "
-         "for this run.", panel=BASTION, default=False),
-    _opt("bastion_host", Optional[str], "--bastion", help="SSH jump host (BASTION_HOST).",
-         panel=BASTION, metavar="HOST"),
-    _opt("bastion_port", Optional[str], "--bastion-port", help="SSH port (BASTION_PORT, 22).",
-         panel=BASTION, metavar="PORT"),
-    _opt("bastion_user", Optional[str], "--bastion-user", help="SSH user (BASTION_USER, "
-         "ec2-user).", panel=BASTION, metavar="USER"),
-    _opt("bastion_key", Optional[str], "--bastion-key", help="SSH private key file "
-         "(BASTION_KEY); else the SSH agent.", panel=BASTION, metavar="PATH"),
+    _opt(
+        "via_bastion",
+        bool,
+        "--via-bastion",
+        help="Open an SSH tunnel through the bastion for this run.",
+        panel=BASTION,
+        default=False,
+    ),
+    _opt(
+        "bastion_host",
+        Optional[str],
+        "--bastion",
+        help="SSH jump host (BASTION_HOST).",
+        panel=BASTION,
+        metavar="HOST",
+    ),
+    _opt(
+        "bastion_port",
+        Optional[str],
+        "--bastion-port",
+        help="SSH port (BASTION_PORT, 22).",
+        panel=BASTION,
+        metavar="PORT",
+    ),
+    _opt(
+        "bastion_user",
+        Optional[str],
+        "--bastion-user",
+        help="SSH user (BASTION_USER, ec2-user).",
+        panel=BASTION,
+        metavar="USER",
+    ),
+    _opt(
+        "bastion_key",
+        Optional[str],
+        "--bastion-key",
+        help="SSH private key file (BASTION_KEY); else the SSH agent.",
+        panel=BASTION,
+        metavar="PATH",
+    ),
 ]
 
 REDIS = [
-    _opt("host", Optional[str], "--host", help="Endpoint or host (REDIS_HOST, localhost).",
-         panel=CONN),
+    _opt(
+        "host",
+        Optional[str],
+        "--host",
+        help="Endpoint or host (REDIS_HOST, localhost).",
+        panel=CONN,
+    ),
     # Ports and numbers arrive as text so that the loader, not click, names the problem
     # the same way for a flag and for a variable.
-    _opt("port", Optional[str], "--port", "-p", help="Port (REDIS_PORT, 6379).", panel=CONN,
-         metavar="PORT"),
-    _opt("username", Optional[str], "--username", "-u", help="ACL/RBAC user (REDIS_USERNAME).",
-         panel=CONN),
-    _opt("ask_password", bool, "--ask-password", help="Prompt for the password on the "
-         "terminal (else REDIS_PASSWORD).", panel=CONN, default=False),
-    _opt("db", Optional[str], "--db", help="Database number (REDIS_DB, 0; 0 in cluster mode).",
-         panel=CONN, metavar="N"),
-    _opt("tls", Optional[bool], "--tls/--no-tls", help="TLS (REDIS_TLS; auto: on for "
-         "serverless).", panel=CONN),
-    _opt("ca_cert", Optional[str], "--ca-cert", help="CA bundle (REDIS_CA_CERT; default the "
-         "system store).", panel=CONN, metavar="PATH"),
-    _opt("tls_server_name", Optional[str], "--tls-server-name", help="Name the certificate is "
-         "checked against (REDIS_TLS_SERVER_NAME).", panel=CONN),
-    _opt("insecure", bool, "--insecure", help="Skip certificate verification (loudly).",
-         panel=CONN, default=False),
-    _opt("timeout", Optional[str], "--timeout", help="Connect and read timeout in seconds "
-         "(REDIS_TIMEOUT, 5).", panel=CONN, metavar="S"),
-    _opt("cluster", Optional[bool], "--cluster/--no-cluster", help="Cluster mode "
-         "(REDIS_CLUSTER; auto: ask the server).", panel=CONN),
-    _opt("iam_auth", Optional[bool], "--iam-auth", help="Sign an ElastiCache IAM auth token "
-         "as the password (REDIS_IAM_AUTH).", panel=CONN),
+    _opt(
+        "port",
+        Optional[str],
+        "--port",
+        "-p",
+        help="Port (REDIS_PORT, 6379).",
+        panel=CONN,
+        metavar="PORT",
+    ),
+    _opt(
+        "username",
+        Optional[str],
+        "--username",
+        "-u",
+        help="ACL/RBAC user (REDIS_USERNAME).",
+        panel=CONN,
+    ),
+    _opt(
+        "ask_password",
+        bool,
+        "--ask-password",
+        help="Prompt for the password on the terminal (else REDIS_PASSWORD).",
+        panel=CONN,
+        default=False,
+    ),
+    _opt(
+        "db",
+        Optional[str],
+        "--db",
+        help="Database number (REDIS_DB, 0; 0 in cluster mode).",
+        panel=CONN,
+        metavar="N",
+    ),
+    _opt(
+        "tls",
+        Optional[bool],
+        "--tls/--no-tls",
+        help="TLS (REDIS_TLS; auto: on for serverless).",
+        panel=CONN,
+    ),
+    _opt(
+        "ca_cert",
+        Optional[str],
+        "--ca-cert",
+        help="CA bundle (REDIS_CA_CERT; default the system store).",
+        panel=CONN,
+        metavar="PATH",
+    ),
+    _opt(
+        "tls_server_name",
+        Optional[str],
+        "--tls-server-name",
+        help="Name the certificate is checked against (REDIS_TLS_SERVER_NAME).",
+        panel=CONN,
+    ),
+    _opt(
+        "insecure",
+        bool,
+        "--insecure",
+        help="Skip certificate verification (loudly).",
+        panel=CONN,
+        default=False,
+    ),
+    _opt(
+        "timeout",
+        Optional[str],
+        "--timeout",
+        help="Connect and read timeout in seconds (REDIS_TIMEOUT, 5).",
+        panel=CONN,
+        metavar="S",
+    ),
+    _opt(
+        "cluster",
+        Optional[bool],
+        "--cluster/--no-cluster",
+        help="Cluster mode (REDIS_CLUSTER; auto: ask the server).",
+        panel=CONN,
+    ),
+    _opt(
+        "iam_auth",
+        Optional[bool],
+        "--iam-auth",
+        help="Sign an ElastiCache IAM auth token as the password (REDIS_IAM_AUTH).",
+        panel=CONN,
+    ),
     *BASTION_OPTS,
     *AWS,
 ]
 
 # For AWS commands: the cache is named by --cache or found from REDIS_HOST.
 AWS_CMD = [
-    _opt("host", Optional[str], "--host", help="Endpoint used to find the cache "
-         "(REDIS_HOST).", panel=AWS_PANEL),
+    _opt(
+        "host",
+        Optional[str],
+        "--host",
+        help="Endpoint used to find the cache (REDIS_HOST).",
+        panel=AWS_PANEL,
+    ),
     *AWS,
 ]
 
@@ -140,11 +274,3 @@ def _prompt_password() -> str:
     import getpass
 
     return getpass.getpass("Redis password: ")
-
-
-def version_callback(value: bool) -> None:
-    if value:
-        from closeup_ops import __version__
-
-        typer.echo(f"closeup-ops {__version__}")
-        raise typer.Exit()

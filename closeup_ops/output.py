@@ -103,7 +103,7 @@ def table(
         fmt.append((">" if col in right else "<") + str(widths[i]))
     lines = [columns] + cells
     for line in lines:
-        text = "  ".join(format(v, f) for v, f in zip(line, fmt)).rstrip()
+        text = "  ".join(format(v, f) for v, f in zip(line, fmt, strict=False)).rstrip()
         sys.stdout.write(text + "\n")
     sys.stdout.flush()
 

@@ -323,9 +323,7 @@ def _check_combinations(settings: Settings) -> None:
             "set REDIS_USERNAME to the ElastiCache user id the IAM policy names",
         )
     if settings.iam_auth and settings.tls is False:
-        raise UsageError(
-            "REDIS_IAM_AUTH=true needs TLS", "unset REDIS_TLS or set REDIS_TLS=true"
-        )
+        raise UsageError("REDIS_IAM_AUTH=true needs TLS", "unset REDIS_TLS or set REDIS_TLS=true")
     if settings.serverless and settings.tls is False:
         raise UsageError(
             f"{settings.host} is a serverless endpoint, which only speaks TLS",

@@ -64,20 +64,34 @@ def _cases(plain, pw, tls, tls_files, cluster, closed, silent):
         ("unknown boolean iam", [], {**p, "REDIS_IAM_AUTH": "perhaps"}, 2, "REDIS_IAM_AUTH"),
         ("negative db", [], {**p, "REDIS_DB": "-1"}, 2, "REDIS_DB"),
         ("db not a number", [], {**p, "REDIS_DB": "one"}, 2, "REDIS_DB"),
-        ("unreadable CA file", [], {**p, "REDIS_CA_CERT": "/nonexistent/ca.pem"}, 2,
-         "REDIS_CA_CERT"),
+        (
+            "unreadable CA file",
+            [],
+            {**p, "REDIS_CA_CERT": "/nonexistent/ca.pem"},
+            2,
+            "REDIS_CA_CERT",
+        ),
         ("bastion port", [], {**p, "BASTION_PORT": "99999"}, 2, "BASTION_PORT"),
         ("host with spaces", [], {**p, "REDIS_HOST": "my host"}, 2, "REDIS_HOST"),
         ("iam without user", [], {**p, "REDIS_IAM_AUTH": "true"}, 2, "REDIS_USERNAME"),
-        ("serverless without tls", [], {
-            "REDIS_HOST": "demo-du95w6.serverless.aps1.cache.amazonaws.com", "REDIS_TLS": "false"},
-         2, "serverless"),
+        (
+            "serverless without tls",
+            [],
+            {"REDIS_HOST": "demo-du95w6.serverless.aps1.cache.amazonaws.com", "REDIS_TLS": "false"},
+            2,
+            "serverless",
+        ),
         # settings, from flags and files
         ("port flag not a number", ["--port", "abc"], p, 2, "--port"),
         ("timeout flag zero", ["--timeout", "0"], p, 2, "--timeout"),
         ("env file missing", ["--env-file", "/nonexistent/.env"], p, 2, "env file"),
-        ("malformed .env line", [], {**p, "_DOTENV": "REDIS_HOST=127.0.0.1\nthis is not ok\n"},
-         2, "line 2"),
+        (
+            "malformed .env line",
+            [],
+            {**p, "_DOTENV": "REDIS_HOST=127.0.0.1\nthis is not ok\n"},
+            2,
+            "line 2",
+        ),
         ("unclosed quote in .env", [], {**p, "_DOTENV": 'REDIS_PORT="6380\n'}, 2, "quote"),
         ("bad port in .env", [], {"_DOTENV": "REDIS_PORT=port\n"}, 2, "REDIS_PORT"),
         ("unknown option", ["--bogus"], p, 2, "--bogus"),
@@ -87,18 +101,33 @@ def _cases(plain, pw, tls, tls_files, cluster, closed, silent):
         # connecting
         ("unknown host", [], {**p, "REDIS_HOST": "no-such-cache.invalid"}, 3, "resolve"),
         ("closed port", [], {**p, "REDIS_PORT": str(closed)}, 3, "refused"),
-        ("listener never answers", [], {**p, "REDIS_PORT": str(silent), "REDIS_TIMEOUT": "1"},
-         3, "timed out after 1 s"),
+        (
+            "listener never answers",
+            [],
+            {**p, "REDIS_PORT": str(silent), "REDIS_TIMEOUT": "1"},
+            3,
+            "timed out after 1 s",
+        ),
         ("tls client to plain server", ["--tls"], p, 3, "does not speak TLS"),
         ("plain client to tls server", ["--no-tls"], at(tls), 3, "expects TLS"),
         ("untrusted CA", ["--tls"], at(tls), 3, "REDIS_CA_CERT"),
-        ("wrong CA file", [], at(tls, REDIS_TLS="true", REDIS_CA_CERT=str(tls_files.cert)), 3,
-         "certificate"),
+        (
+            "wrong CA file",
+            [],
+            at(tls, REDIS_TLS="true", REDIS_CA_CERT=str(tls_files.cert)),
+            3,
+            "certificate",
+        ),
         # authentication
         ("wrong password", [], at(pw, REDIS_PASSWORD=SECRET), 4, "WRONGPASS"),
         ("missing password", [], {**at(pw), "_NO_PASSWORD": "1"}, 4, "NOAUTH"),
-        ("password to a server without one", [], {**p, "REDIS_USERNAME": "nobody"}, 4,
-         "authentication"),
+        (
+            "password to a server without one",
+            [],
+            {**p, "REDIS_USERNAME": "nobody"},
+            4,
+            "authentication",
+        ),
         # cluster
         ("db on a cluster", [], at(cluster.entry, REDIS_DB="3"), 2, "cluster mode"),
         ("db flag on a cluster", ["--db", "3"], at(cluster.entry), 2, "REDIS_DB"),
@@ -106,10 +135,26 @@ def _cases(plain, pw, tls, tls_files, cluster, closed, silent):
     ]
 
 
-def test_bad_inputs(cli, tmp_path, redis_plain, redis_password, redis_tls, tls_files,
-                    redis_cluster, closed_port, silent_listener):
-    cases = _cases(redis_plain, redis_password, redis_tls, tls_files, redis_cluster,
-                   closed_port, silent_listener)
+def test_bad_inputs(
+    cli,
+    tmp_path,
+    redis_plain,
+    redis_password,
+    redis_tls,
+    tls_files,
+    redis_cluster,
+    closed_port,
+    silent_listener,
+):
+    cases = _cases(
+        redis_plain,
+        redis_password,
+        redis_tls,
+        tls_files,
+        redis_cluster,
+        closed_port,
+        silent_listener,
+    )
     assert len(cases) >= 25
     failures = []
     for name, args, env, code, needle in cases:

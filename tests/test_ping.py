@@ -42,8 +42,12 @@ def test_ping_tls_with_ca(cli, redis_tls, tls_files):
 
 
 def test_ping_tls_hostname_checked_against_server_name(cli, redis_tls, tls_files):
-    env = server_env(redis_tls, REDIS_TLS="true", REDIS_CA_CERT=str(tls_files.ca),
-                     REDIS_TLS_SERVER_NAME="cache.closeup.test")
+    env = server_env(
+        redis_tls,
+        REDIS_TLS="true",
+        REDIS_CA_CERT=str(tls_files.ca),
+        REDIS_TLS_SERVER_NAME="cache.closeup.test",
+    )
     assert cli("ping", env=env).code == 0
     env["REDIS_TLS_SERVER_NAME"] = "not-in-the-cert.example"
     r = cli("ping", env=env)

@@ -61,8 +61,9 @@ def test_guide_env_block_parses(tmp_path):
     assert s.password is None
 
 
-@pytest.mark.parametrize("line", ["no equals sign", "=value", "1KEY=x", 'K="unclosed',
-                                  'K="a" trailing'])
+@pytest.mark.parametrize(
+    "line", ["no equals sign", "=value", "1KEY=x", 'K="unclosed', 'K="a" trailing']
+)
 def test_malformed_env_lines(tmp_path, line):
     path = tmp_path / ".env"
     path.write_text(f"REDIS_HOST=x\n{line}\n")

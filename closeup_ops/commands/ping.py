@@ -37,8 +37,16 @@ def _show(report) -> None:
         f"{report.reply} from {report.endpoint} ({mode}, TLS {'on' if report.tls else 'off'})"
     )
     rows = [
-        [n.address, n.role, n.version, n.replicas, f"{n.min_ms:.2f}", f"{n.p50_ms:.2f}",
-         f"{n.p99_ms:.2f}", f"{n.max_ms:.2f}"]
+        [
+            n.address,
+            n.role,
+            n.version,
+            n.replicas,
+            f"{n.min_ms:.2f}",
+            f"{n.p50_ms:.2f}",
+            f"{n.p99_ms:.2f}",
+            f"{n.max_ms:.2f}",
+        ]
         for n in report.nodes
     ]
     output.table(

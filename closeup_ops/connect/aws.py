@@ -4,11 +4,13 @@ throttling is retried before it is reported."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from closeup_ops import errors
-from closeup_ops.connect.endpoint import region_of
-from closeup_ops.errors import UsageError
+from closeup_ops.connect.endpoint import DEFAULT_PORT, SERVERLESS_READER_PORT, region_of
+from closeup_ops.errors import AwsResourceError, UsageError
 from closeup_ops.settings import Settings
 
 
@@ -26,7 +28,8 @@ def resolve_region(settings: Settings, session: Any | None = None) -> str:
     region = settings.region or session.region_name or region_of(settings.host)
     if not region:
         raise UsageError(
-            "no AWS region", "set AWS_REGION, pass --region, or set REDIS_HOST to the "
+            "no AWS region",
+            "set AWS_REGION, pass --region, or set REDIS_HOST to the "
             "cache endpoint (its name carries the region)",
         )
     return region
@@ -44,3 +47,264 @@ def aws_client(settings: Settings, service: str, session: Any | None = None) -> 
         read_timeout=max(settings.timeout, 30),
     )
     return session.client(service, region_name=region, config=config)
+
+
+# --- finding the cache -----------------------------------------------------------------
+
+SERVERLESS = "serverless"
+REPLICATION_GROUP = "replication-group"
+CACHE_CLUSTER = "cache-cluster"
+
+
+@dataclass
+class CacheRef:
+    """One cache as AWS describes it, whatever its kind.
+
+    `endpoints` are {"role", "address", "port"} dicts (primary, reader, configuration, node);
+    `raw` is AWS's own description (member clusters of a replication group under
+    raw["_members"]).
+    """
+
+    kind: str  # "serverless" | "replication-group" | "cache-cluster"
+    name: str
+    engine: str | None = None
+    engine_version: str | None = None
+    status: str | None = None
+    endpoints: list[dict[str, Any]] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)
+    security_group_ids: list[str] = field(default_factory=list)
+    tls: bool | None = None
+    cluster_mode: bool | None = None
+    node_type: str | None = None
+    subnet_group: str | None = None
+    subnet_ids: list[str] = field(default_factory=list)
+    arn: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def addresses(self) -> set[str]:
+        return {_norm(e["address"]) for e in self.endpoints if e.get("address")}
+
+
+def _norm(host: str) -> str:
+    return host.strip().lower().rstrip(".")
+
+
+def _endpoint(role: str, ep: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if not ep or not ep.get("Address"):
+        return []
+    return [{"role": role, "address": ep["Address"], "port": ep.get("Port")}]
+
+
+def pages(call: Callable[..., dict], key: str, token: str = "Marker", **kw: Any) -> list[dict]:
+    """All items of a paginated Describe* call (Marker for node APIs, NextToken for serverless)."""
+    items: list[dict] = []
+    while True:
+        page = call(**kw)
+        items.extend(page.get(key, []))
+        nxt = page.get(token)
+        if not nxt:
+            return items
+        kw[token] = nxt
+
+
+def _serverless_unsupported(exc: BaseException) -> bool:
+    """An API stand-in (moto, LocalStack) that lacks the serverless operations: moto raises
+    NotImplementedError in-process and answers a server with a body botocore cannot parse.
+    Real AWS regions always have them; this keeps `caches` and `snapshot list` usable in
+    the sandbox."""
+    return isinstance(exc, NotImplementedError) or type(exc).__name__ == "ResponseParserError"
+
+
+def optional_serverless(call: Callable[..., dict], key: str, **kw: Any) -> list[dict]:
+    try:
+        return pages(call, key, token="NextToken", **kw)
+    except Exception as exc:
+        if not _serverless_unsupported(exc):
+            raise
+        from closeup_ops import output
+
+        output.warn(
+            "this AWS endpoint does not implement ElastiCache Serverless APIs; "
+            "serverless caches and snapshots are not shown"
+        )
+        return []
+
+
+def serverless_ref(desc: dict[str, Any]) -> CacheRef:
+    endpoints = _endpoint("endpoint", desc.get("Endpoint")) + _endpoint(
+        "reader", desc.get("ReaderEndpoint")
+    )
+    ports = sorted({e["port"] for e in endpoints if e.get("port")}) or [
+        DEFAULT_PORT,
+        SERVERLESS_READER_PORT,
+    ]
+    version = desc.get("FullEngineVersion") or desc.get("MajorEngineVersion")
+    return CacheRef(
+        kind=SERVERLESS,
+        name=desc["ServerlessCacheName"],
+        engine=desc.get("Engine"),
+        engine_version=version,
+        status=desc.get("Status"),
+        endpoints=endpoints,
+        ports=ports,
+        security_group_ids=list(desc.get("SecurityGroupIds") or []),
+        tls=True,
+        cluster_mode=True,
+        subnet_ids=list(desc.get("SubnetIds") or []),
+        arn=desc.get("ARN"),
+        raw=desc,
+    )
+
+
+def _cluster_groups(cluster: dict[str, Any]) -> list[str]:
+    return [
+        g["SecurityGroupId"]
+        for g in cluster.get("SecurityGroups") or []
+        if g.get("SecurityGroupId")
+    ]
+
+
+def _node_endpoints(cluster: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for node in cluster.get("CacheNodes") or []:
+        out += _endpoint(f"node {cluster['CacheClusterId']}", node.get("Endpoint"))
+    return out
+
+
+def replication_group_ref(desc: dict[str, Any], clusters: dict[str, dict]) -> CacheRef:
+    """A replication group; `clusters` (id -> DescribeCacheClusters entry) supplies what the
+    group's own description leaves out: security groups, subnet group, engine version."""
+    endpoints = _endpoint("configuration", desc.get("ConfigurationEndpoint"))
+    for group in desc.get("NodeGroups") or []:
+        endpoints += _endpoint("primary", group.get("PrimaryEndpoint"))
+        endpoints += _endpoint("reader", group.get("ReaderEndpoint"))
+        for member in group.get("NodeGroupMembers") or []:
+            endpoints += _endpoint(
+                f"node {member.get('CacheClusterId')}", member.get("ReadEndpoint")
+            )
+    members = [clusters[m] for m in desc.get("MemberClusters") or [] if m in clusters]
+    groups: list[str] = []
+    for member in members:
+        groups += [g for g in _cluster_groups(member) if g not in groups]
+    first = members[0] if members else {}
+    ports = sorted({e["port"] for e in endpoints if e.get("port")}) or [DEFAULT_PORT]
+    return CacheRef(
+        kind=REPLICATION_GROUP,
+        name=desc["ReplicationGroupId"],
+        engine=desc.get("Engine") or first.get("Engine"),
+        engine_version=first.get("EngineVersion"),
+        status=desc.get("Status"),
+        endpoints=endpoints,
+        ports=ports,
+        security_group_ids=groups,
+        tls=desc.get("TransitEncryptionEnabled"),
+        cluster_mode=desc.get("ClusterEnabled"),
+        node_type=desc.get("CacheNodeType"),
+        subnet_group=first.get("CacheSubnetGroupName"),
+        arn=desc.get("ARN"),
+        raw={**desc, "_members": members},
+    )
+
+
+def cache_cluster_ref(desc: dict[str, Any]) -> CacheRef:
+    endpoints = _endpoint("configuration", desc.get("ConfigurationEndpoint"))
+    endpoints += _node_endpoints(desc)
+    ports = sorted({e["port"] for e in endpoints if e.get("port")}) or [DEFAULT_PORT]
+    return CacheRef(
+        kind=CACHE_CLUSTER,
+        name=desc["CacheClusterId"],
+        engine=desc.get("Engine"),
+        engine_version=desc.get("EngineVersion"),
+        status=desc.get("CacheClusterStatus"),
+        endpoints=endpoints,
+        ports=ports,
+        security_group_ids=_cluster_groups(desc),
+        tls=desc.get("TransitEncryptionEnabled"),
+        cluster_mode=False,
+        node_type=desc.get("CacheNodeType"),
+        subnet_group=desc.get("CacheSubnetGroupName"),
+        arn=desc.get("ARN"),
+        raw=desc,
+    )
+
+
+def list_caches(client: Any) -> list[CacheRef]:
+    """Every serverless cache, replication group and stand-alone cache cluster in the region."""
+    serverless = optional_serverless(client.describe_serverless_caches, "ServerlessCaches")
+    clusters = pages(client.describe_cache_clusters, "CacheClusters", ShowCacheNodeInfo=True)
+    by_id = {c["CacheClusterId"]: c for c in clusters}
+    groups = pages(client.describe_replication_groups, "ReplicationGroups")
+    return (
+        [serverless_ref(d) for d in serverless]
+        + [replication_group_ref(d, by_id) for d in groups]
+        + [cache_cluster_ref(c) for c in clusters if not c.get("ReplicationGroupId")]
+    )
+
+
+def _not_found(exc: BaseException) -> bool:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+    return "NotFound" in code
+
+
+def describe_by_name(client: Any, name: str) -> CacheRef | None:
+    """The cache called `name`, of any kind, or None."""
+    try:
+        found = optional_serverless(
+            client.describe_serverless_caches, "ServerlessCaches", ServerlessCacheName=name
+        )
+        if found:
+            return serverless_ref(found[0])
+    except Exception as exc:
+        if not _not_found(exc):
+            raise
+    try:
+        group = client.describe_replication_groups(ReplicationGroupId=name)
+        desc = group["ReplicationGroups"][0]
+        clusters = {}
+        for member in desc.get("MemberClusters") or []:
+            try:
+                got = client.describe_cache_clusters(CacheClusterId=member, ShowCacheNodeInfo=True)
+                clusters[member] = got["CacheClusters"][0]
+            except Exception as exc:
+                if not _not_found(exc):
+                    raise
+        return replication_group_ref(desc, clusters)
+    except Exception as exc:
+        if not _not_found(exc):
+            raise
+    try:
+        got = client.describe_cache_clusters(CacheClusterId=name, ShowCacheNodeInfo=True)
+        return cache_cluster_ref(got["CacheClusters"][0])
+    except Exception as exc:
+        if not _not_found(exc):
+            raise
+    return None
+
+
+def _missing(what: str, caches: list[CacheRef], region: str | None) -> AwsResourceError:
+    where = f" in {region}" if region else ""
+    if caches:
+        names = ", ".join(f"{c.name} ({c.kind})" for c in caches)
+        hint = f"caches{where}: {names}; pass --cache NAME or set ELASTICACHE_CACHE"
+    else:
+        hint = f"there are no caches{where}; check --region / AWS_REGION and the account"
+    return AwsResourceError(f"{what}{where}", hint)
+
+
+def find_cache(settings: Settings, client: Any | None = None) -> CacheRef:
+    """The cache named by --cache / ELASTICACHE_CACHE, else the one whose endpoints
+    (serverless endpoint and reader, replication group primary/reader/configuration, nodes)
+    include REDIS_HOST (or REDIS_TLS_SERVER_NAME, which a tunnel sets to the real name)."""
+    client = client or aws_client(settings, "elasticache")
+    region = errors.CONTEXT.get("aws_region")
+    if settings.cache:
+        found = describe_by_name(client, settings.cache)
+        if found is None:
+            raise _missing(f"cache {settings.cache!r} not found", list_caches(client), region)
+        return found
+    wanted = {_norm(h) for h in (settings.host, settings.tls_server_name) if h}
+    caches = list_caches(client)
+    for cache in caches:
+        if wanted & cache.addresses():
+            return cache
+    raise _missing(f"no cache has the endpoint {settings.host} (REDIS_HOST)", caches, region)

@@ -6,12 +6,24 @@ from closeup_ops import errors
 from closeup_ops.errors import AuthError, AwsResourceError, ConnectError, OpsError, UsageError
 
 AUTH_CODES = {
-    "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthFailure",
-    "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException",
-    "UnrecognizedClientException", "InvalidAccessKeyId",
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "AuthFailure",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "UnrecognizedClientException",
+    "InvalidAccessKeyId",
 }
-USAGE_CODES = {"InvalidParameterValue", "InvalidParameterCombination", "ValidationError",
-               "InvalidParameterValueException", "MissingParameter"}
+USAGE_CODES = {
+    "InvalidParameterValue",
+    "InvalidParameterCombination",
+    "ValidationError",
+    "InvalidParameterValueException",
+    "MissingParameter",
+}
 
 
 def map_aws_error(exc: BaseException) -> OpsError:
@@ -25,10 +37,16 @@ def map_aws_error(exc: BaseException) -> OpsError:
         )
     if name == "ProfileNotFound":
         return UsageError(str(exc), "check AWS_PROFILE / --profile against ~/.aws/config")
-    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
-                "ConnectionClosedError"):
-        return ConnectError(f"cannot reach the AWS API in {region}: {exc}",
-                            "check network access to AWS (or AWS_ENDPOINT_URL)")
+    if name in (
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ConnectionClosedError",
+    ):
+        return ConnectError(
+            f"cannot reach the AWS API in {region}: {exc}",
+            "check network access to AWS (or AWS_ENDPOINT_URL)",
+        )
     response = getattr(exc, "response", None)
     if not isinstance(response, dict):
         return OpsError(f"AWS error: {exc}", "rerun with --verbose")

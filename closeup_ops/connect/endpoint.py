@@ -57,10 +57,11 @@ REGION_CODES: dict[str, str] = {
     "sae1": "sa-east-1",
 }
 
-_AWS_SUFFIX = re.compile(r"\.([a-z0-9]+)\.cache\.amazonaws\.com(\.cn)?\.?$", re.IGNORECASE)
-_SERVERLESS = re.compile(
-    r"^(?P<label>[a-z0-9-]+)\.serverless\.(?P<code>[a-z0-9]+)\.cache\.amazonaws\.com(\.cn)?\.?$",
-    re.IGNORECASE,
+# Patterns stay strings until first use (re caches the compiled form): compiling at import
+# would sit on every command's start-up path.
+_AWS_SUFFIX = r"\.([a-z0-9]+)\.cache\.amazonaws\.com(\.cn)?\.?$"
+_SERVERLESS = (
+    r"^(?P<label>[a-z0-9-]+)\.serverless\.(?P<code>[a-z0-9]+)\.cache\.amazonaws\.com(\.cn)?\.?$"
 )
 
 
@@ -76,9 +77,9 @@ class Endpoint:
 
 def parse(host: str) -> Endpoint:
     host = host.strip().lower()
-    suffix = _AWS_SUFFIX.search(host)
+    suffix = re.search(_AWS_SUFFIX, host, re.IGNORECASE)
     code = suffix.group(1) if suffix else None
-    serverless = _SERVERLESS.match(host)
+    serverless = re.match(_SERVERLESS, host, re.IGNORECASE)
     hint = None
     if serverless:
         label = serverless.group("label")
@@ -98,7 +99,7 @@ def parse(host: str) -> Endpoint:
 
 
 def is_serverless(host: str) -> bool:
-    return _SERVERLESS.match(host.strip()) is not None
+    return re.match(_SERVERLESS, host.strip(), re.IGNORECASE) is not None
 
 
 def region_of(host: str) -> str | None:

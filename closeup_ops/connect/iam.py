@@ -28,9 +28,7 @@ def iam_token(settings: Settings) -> str:
     session = botocore.session.Session(profile=settings.profile)
     region = settings.region or session.get_config_variable("region") or endpoint.region
     if not region:
-        raise UsageError(
-            "no AWS region for the IAM token", "set AWS_REGION or pass --region"
-        )
+        raise UsageError("no AWS region for the IAM token", "set AWS_REGION or pass --region")
     credentials = session.get_credentials()
     if credentials is None:
         raise AuthError(
@@ -41,7 +39,11 @@ def iam_token(settings: Settings) -> str:
     if endpoint.serverless:
         query["ResourceType"] = "ServerlessCache"
     signer = RequestSigner(
-        ServiceId("elasticache"), region, "elasticache", "v4", credentials,
+        ServiceId("elasticache"),
+        region,
+        "elasticache",
+        "v4",
+        credentials,
         session.get_component("event_emitter"),
     )
     request = {

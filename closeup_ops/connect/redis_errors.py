@@ -49,7 +49,9 @@ def map_redis_error(exc: BaseException, endpoint: str | None) -> OpsError:
         )
     if isinstance(exc, rx.ResponseError):
         return OpsError(f"{where} answered with an error: {text}", "see the server's message")
-    return OpsError(f"redis error from {where}: {type(exc).__name__}: {text}", "rerun with --verbose")
+    return OpsError(
+        f"redis error from {where}: {type(exc).__name__}: {text}", "rerun with --verbose"
+    )
 
 
 def _auth(where: str, text: str, upper: str) -> AuthError:
@@ -71,9 +73,18 @@ def _auth(where: str, text: str, upper: str) -> AuthError:
 
 
 def _connection(where: str, text: str, upper: str, tls: bool) -> ConnectError:
-    if any(s in upper for s in ("NAME OR SERVICE NOT KNOWN", "NODENAME NOR SERVNAME",
-                                "TEMPORARY FAILURE IN NAME", "NO ADDRESS ASSOCIATED",
-                                "ERROR -2 ", "ERROR -3 ", "ERROR -5 ")):
+    if any(
+        s in upper
+        for s in (
+            "NAME OR SERVICE NOT KNOWN",
+            "NODENAME NOR SERVNAME",
+            "TEMPORARY FAILURE IN NAME",
+            "NO ADDRESS ASSOCIATED",
+            "ERROR -2 ",
+            "ERROR -3 ",
+            "ERROR -5 ",
+        )
+    ):
         return ConnectError(
             f"cannot resolve the host of {where}",
             "check REDIS_HOST; ElastiCache names resolve only inside the VPC: " + TUNNEL_HINT,
@@ -90,15 +101,26 @@ def _connection(where: str, text: str, upper: str, tls: bool) -> ConnectError:
             "set REDIS_CA_CERT to the CA bundle, or REDIS_TLS_SERVER_NAME to the name in the "
             "certificate when tunnelling",
         )
-    if tls and any(s in upper for s in ("WRONG_VERSION_NUMBER", "WRONG VERSION NUMBER",
-                                        "RECORD_LAYER_FAILURE", "UNEXPECTED EOF", "SSL",
-                                        "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST")):
+    if tls and any(
+        s in upper
+        for s in (
+            "WRONG_VERSION_NUMBER",
+            "WRONG VERSION NUMBER",
+            "RECORD_LAYER_FAILURE",
+            "UNEXPECTED EOF",
+            "SSL",
+            "PACKET_LENGTH_TOO_LONG",
+            "HTTP_REQUEST",
+        )
+    ):
         return ConnectError(
             f"TLS handshake with {where} failed: the server does not speak TLS",
             "set REDIS_TLS=false (or --no-tls) for this server",
         )
-    if not tls and any(s in upper for s in ("CLOSED BY SERVER", "RESET BY PEER", "ERROR 104",
-                                            "ERROR 32 ", "BROKEN PIPE")):
+    if not tls and any(
+        s in upper
+        for s in ("CLOSED BY SERVER", "RESET BY PEER", "ERROR 104", "ERROR 32 ", "BROKEN PIPE")
+    ):
         return ConnectError(
             f"{where} closed the connection: the server probably expects TLS",
             "set REDIS_TLS=true (or --tls) and REDIS_CA_CERT if it uses a private CA",

@@ -131,24 +131,39 @@ def start_redis(
     port = port or free_port()
     args = [
         redis_server_binary(),
-        "--bind", bind,
-        "--save", "",
-        "--appendonly", "no",
-        "--dir", str(workdir),
-        "--logfile", str(workdir / "redis.log"),
-        "--daemonize", "no",
-        "--protected-mode", "no",
+        "--bind",
+        bind,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+        "--logfile",
+        str(workdir / "redis.log"),
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "no",
     ]
     if tls:
         args += [
-            "--port", "0",
-            "--tls-port", str(port),
-            "--tls-cert-file", str(tls.cert),
-            "--tls-key-file", str(tls.key),
-            "--tls-ca-cert-file", str(tls.ca),
-            "--tls-auth-clients", "no",
-            "--tls-replication", "yes",
-            "--tls-cluster", "yes",
+            "--port",
+            "0",
+            "--tls-port",
+            str(port),
+            "--tls-cert-file",
+            str(tls.cert),
+            "--tls-key-file",
+            str(tls.key),
+            "--tls-ca-cert-file",
+            str(tls.ca),
+            "--tls-auth-clients",
+            "no",
+            "--tls-replication",
+            "yes",
+            "--tls-cluster",
+            "yes",
         ]
     else:
         args += ["--port", str(port)]
@@ -164,7 +179,12 @@ def start_redis(
         cwd=workdir,
     )
     server = RedisProcess(
-        port=port, workdir=workdir, proc=proc, host=bind, tls=bool(tls), password=password,
+        port=port,
+        workdir=workdir,
+        proc=proc,
+        host=bind,
+        tls=bool(tls),
+        password=password,
         pid=proc.pid,
     )
     _wait_ready(server, ready_timeout)
@@ -185,8 +205,9 @@ def _wait_ready(server: RedisProcess, timeout: float) -> None:
     raise RuntimeError(f"redis-server on port {server.port} not ready after {timeout} s")
 
 
-def redis_cli(server: RedisProcess, *args: str, tls: TLSFiles | None = None,
-              timeout: float = 30) -> str:
+def redis_cli(
+    server: RedisProcess, *args: str, tls: TLSFiles | None = None, timeout: float = 30
+) -> str:
     """Run redis-cli against a server (for set-up steps, not for the tool's own work)."""
     cmd = ["redis-cli", "-h", server.host, "-p", str(server.port)]
     if tls:
@@ -194,8 +215,7 @@ def redis_cli(server: RedisProcess, *args: str, tls: TLSFiles | None = None,
     env = dict(os.environ)
     if server.password:
         env["REDISCLI_AUTH"] = server.password
-    out = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout,
-                         env=env)
+    out = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"redis-cli {' '.join(args)} failed: {out.stderr or out.stdout}")
     return out.stdout
@@ -211,15 +231,23 @@ class ReplicatedPair:
         self.primary.stop()
 
 
-def start_replicated(workdir: Path, *extra: str, password: str | None = None,
-                     detach: bool = False) -> ReplicatedPair:
+def start_replicated(
+    workdir: Path, *extra: str, password: str | None = None, detach: bool = False
+) -> ReplicatedPair:
     primary = start_redis(Path(workdir) / "primary", *extra, password=password, detach=detach)
     replica = start_redis(
-        Path(workdir) / "replica", *extra, "--replicaof", primary.host, str(primary.port),
-        password=password, detach=detach,
+        Path(workdir) / "replica",
+        *extra,
+        "--replicaof",
+        primary.host,
+        str(primary.port),
+        password=password,
+        detach=detach,
     )
-    _wait_for(lambda: "master_link_status:up" in redis_cli(replica, "INFO", "replication"),
-              "replica to sync")
+    _wait_for(
+        lambda: "master_link_status:up" in redis_cli(replica, "INFO", "replication"),
+        "replica to sync",
+    )
     return ReplicatedPair(primary, replica)
 
 
@@ -243,30 +271,46 @@ class Cluster:
             node.stop()
 
 
-def start_cluster(workdir: Path, primaries: int = 3, replicas: int = 1, *extra: str,
-                  detach: bool = False) -> Cluster:
+def start_cluster(
+    workdir: Path, primaries: int = 3, replicas: int = 1, *extra: str, detach: bool = False
+) -> Cluster:
     """A cluster of `primaries` primaries with `replicas` replicas each, all slots covered."""
     nodes = []
     try:
         for i in range(primaries * (1 + replicas)):
-            nodes.append(start_redis(
-                Path(workdir) / f"node{i}",
-                "--cluster-enabled", "yes",
-                "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", "1500",
-                "--cluster-replica-validity-factor", "0",
-                *extra,
-                port=free_cluster_port(),
-                detach=detach,
-            ))
-        cmd = ["redis-cli", "--cluster", "create", *[n.address for n in nodes],
-               "--cluster-replicas", str(replicas), "--cluster-yes"]
+            nodes.append(
+                start_redis(
+                    Path(workdir) / f"node{i}",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "1500",
+                    "--cluster-replica-validity-factor",
+                    "0",
+                    *extra,
+                    port=free_cluster_port(),
+                    detach=detach,
+                )
+            )
+        cmd = [
+            "redis-cli",
+            "--cluster",
+            "create",
+            *[n.address for n in nodes],
+            "--cluster-replicas",
+            str(replicas),
+            "--cluster-yes",
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         if out.returncode != 0:
             raise RuntimeError(f"cluster create failed: {out.stdout[-500:]} {out.stderr}")
         cluster = Cluster(nodes)
-        _wait_for(lambda: all("cluster_state:ok" in redis_cli(n, "CLUSTER", "INFO")
-                              for n in nodes), "cluster state ok")
+        _wait_for(
+            lambda: all("cluster_state:ok" in redis_cli(n, "CLUSTER", "INFO") for n in nodes),
+            "cluster state ok",
+        )
         _wait_for(lambda: all(_replica_synced(n) for n in nodes), "cluster replicas to sync")
         return cluster
     except BaseException:

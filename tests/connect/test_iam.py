@@ -32,8 +32,9 @@ def _parts(token: str):
 
 
 def test_serverless_token_form(frozen):
-    s = Settings(host="demo-du95w6.serverless.aps1.cache.amazonaws.com", username="app-user",
-                 iam_auth=True)
+    s = Settings(
+        host="demo-du95w6.serverless.aps1.cache.amazonaws.com", username="app-user", iam_auth=True
+    )
     token = iam_token(s)
     host, path, q = _parts(token)
     assert not token.startswith("https://")
@@ -51,8 +52,13 @@ def test_serverless_token_form(frozen):
 
 
 def test_replication_group_token_uses_cache_name_and_region_flag(frozen):
-    s = Settings(host="master.orders.abc123.use1.cache.amazonaws.com", username="u1",
-                 iam_auth=True, cache="orders-rg", region="eu-west-1")
+    s = Settings(
+        host="master.orders.abc123.use1.cache.amazonaws.com",
+        username="u1",
+        iam_auth=True,
+        cache="orders-rg",
+        region="eu-west-1",
+    )
     host, _, q = _parts(iam_token(s))
     assert host == "orders-rg"
     assert "ResourceType" not in q
@@ -67,7 +73,8 @@ def test_no_credentials_is_exit_4(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    s = Settings(host="demo-du95w6.serverless.aps1.cache.amazonaws.com", username="u",
-                 iam_auth=True)
+    s = Settings(
+        host="demo-du95w6.serverless.aps1.cache.amazonaws.com", username="u", iam_auth=True
+    )
     with pytest.raises(AuthError):
         iam_token(s)

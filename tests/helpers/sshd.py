@@ -15,9 +15,7 @@ from closeup_ops.local.servers import free_port
 
 
 def sshd_binary() -> str | None:
-    return shutil.which("sshd") or (
-        "/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None
-    )
+    return shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
 
 
 @dataclass
@@ -38,8 +36,7 @@ class Sshd:
 
     def session_pids(self) -> list[int]:
         """PIDs of the per-connection sshd processes (children of the listener)."""
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
-                             text=True)
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
         return [int(p) for p in out.stdout.split()]
 
     def kill_sessions(self) -> int:
@@ -66,8 +63,13 @@ def keygen(path: Path, kind: str = "ed25519") -> Path:
     return path
 
 
-def start_sshd(workdir: Path, host: str = "127.0.0.1", port: int | None = None,
-               netns: str | None = None, extra_config: str = "") -> Sshd:
+def start_sshd(
+    workdir: Path,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    netns: str | None = None,
+    extra_config: str = "",
+) -> Sshd:
     binary = sshd_binary()
     if not binary:
         raise FileNotFoundError("sshd not found: apt-get install -y openssh-server")
@@ -85,7 +87,7 @@ def start_sshd(workdir: Path, host: str = "127.0.0.1", port: int | None = None,
         f"""Port {port}
 ListenAddress {host}
 HostKey {host_key}
-PidFile {workdir / 'sshd.pid'}
+PidFile {workdir / "sshd.pid"}
 AuthorizedKeysFile {authorized}
 StrictModes no
 UsePAM no
@@ -104,15 +106,27 @@ LogLevel ERROR
     cmd = [binary, "-D", "-e", "-f", str(config)]
     if netns:
         cmd = ["ip", "netns", "exec", netns] + cmd
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=open(workdir / "sshd.log", "wb"))
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=open(workdir / "sshd.log", "wb"),
+    )
     known = workdir / "known_hosts"
     pub = (workdir / "ssh_host_ed25519_key.pub").read_text().split()
     hostspec = host if port == 22 else f"[{host}]:{port}"
     known.write_text(f"{hostspec} {pub[0]} {pub[1]}\n")
-    sshd = Sshd(host=host, port=port, user=getpass.getuser(), client_key=client_key,
-                host_key_pub=workdir / "ssh_host_ed25519_key.pub", known_hosts=known,
-                workdir=workdir, proc=proc, config=config)
+    sshd = Sshd(
+        host=host,
+        port=port,
+        user=getpass.getuser(),
+        client_key=client_key,
+        host_key_pub=workdir / "ssh_host_ed25519_key.pub",
+        known_hosts=known,
+        workdir=workdir,
+        proc=proc,
+        config=config,
+    )
     _wait_listening(sshd, netns)
     return sshd
 
@@ -125,8 +139,9 @@ def _wait_listening(sshd: Sshd, netns: str | None, timeout: float = 10) -> None:
         if sshd.proc.poll() is not None:
             raise RuntimeError(f"sshd exited: {(sshd.workdir / 'sshd.log').read_text()}")
         if netns:
-            out = subprocess.run(["ip", "netns", "exec", netns, "ss", "-ltn"],
-                                 capture_output=True, text=True)
+            out = subprocess.run(
+                ["ip", "netns", "exec", netns, "ss", "-ltn"], capture_output=True, text=True
+            )
             if f":{sshd.port} " in out.stdout:
                 return
         else:
