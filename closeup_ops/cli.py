@@ -22,6 +22,21 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "ping",
         "PING the cache (every primary in cluster mode): version, role, TLS, latency.",
     ),
+    "doctor": (
+        "closeup_ops.commands.doctor",
+        "doctor",
+        "Troubleshoot step by step: settings, DNS, TCP, TLS, AUTH, cluster, AWS; a fix per fail.",
+    ),
+    "stats": (
+        "closeup_ops.commands.stats",
+        "stats",
+        "INFO summary and CloudWatch metrics against the guide's thresholds (--watch).",
+    ),
+    "tunnel": (
+        "closeup_ops.commands.tunnel",
+        "tunnel",
+        "SSH tunnel through the bastion to the cache (every cluster node); -- CMD runs CMD.",
+    ),
     "caches": (
         "closeup_ops.commands.caches",
         "caches",
@@ -36,6 +51,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "closeup_ops.commands.sg",
         "app",
         "Allow, revoke and show access through the cache's security group.",
+    ),
+    "failover-test": (
+        "closeup_ops.commands.failover",
+        "failover_test",
+        "Trigger a failover (or watch one) and measure downtime and lost writes.",
+    ),
+    "sandbox": (
+        "closeup_ops.commands.sandbox",
+        "app",
+        "A local stand-in for the whole stack to rehearse every command offline.",
     ),
 }
 
