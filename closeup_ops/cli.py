@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "ping",
         "PING the cache (every primary in cluster mode): version, role, TLS, latency.",
     ),
+    "keys": ("closeup_ops.commands.keys", "keys", "List, summarise or delete keys (SCAN only)."),
+    "ttl": ("closeup_ops.commands.ttl", "ttl", "TTLs of keys, or a histogram over a pattern."),
     "doctor": (
         "closeup_ops.commands.doctor",
         "doctor",
@@ -94,7 +96,9 @@ app = typer.Typer(
     help="Operations CLI for an ElastiCache (Redis OSS / Valkey) cache: connect, look "
     "around, snapshot, open the security group, test failover — safely.",
     no_args_is_help=True,
-    add_completion=False,
+    # --install-completion/--show-completion, and typer's completion protocol, which the
+    # scripts in completions/ speak
+    add_completion=True,
     pretty_exceptions_enable=False,
     # Plain click help: typer's rich help imports markdown-it and costs ~200 ms a call.
     rich_markup_mode=None,

@@ -1,0 +1,1 @@
+complete --command closeup-ops --no-files --arguments "(env _CLOSEUP_OPS_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) closeup-ops)" --condition "env _CLOSEUP_OPS_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) closeup-ops"
