@@ -4,6 +4,7 @@ throttling is retried before it is reported."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,13 @@ def aws_session(settings: Settings) -> Any:
 
 def resolve_region(settings: Settings, session: Any | None = None) -> str:
     session = session or aws_session(settings)
-    region = settings.region or session.region_name or region_of(settings.host)
+    # botocore reads only AWS_DEFAULT_REGION; the other SDKs and the CLI v2 prefer AWS_REGION.
+    region = (
+        settings.region
+        or os.environ.get("AWS_REGION", "").strip()
+        or session.region_name
+        or region_of(settings.tls_server_name or settings.host)
+    )
     if not region:
         raise UsageError(
             "no AWS region",

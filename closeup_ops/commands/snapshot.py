@@ -1,0 +1,248 @@
+"""`closeup-ops snapshot create|list|restore|delete`: the right API for each kind of cache."""
+
+# No `from __future__ import annotations`: options.with_settings sets __signature__, and
+# typer reads the Annotated[..., typer.Option(...)] metadata only from evaluated annotations.
+from typing import Annotated, Any, Optional
+
+import typer
+
+from closeup_ops import output
+from closeup_ops.errors import UsageError
+from closeup_ops.options import AWS_CMD, with_settings
+from closeup_ops.settings import Settings
+
+app = typer.Typer(
+    name="snapshot",
+    help="Create, list, restore (to a NEW cache) and delete snapshots.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+Wait = Annotated[
+    bool,
+    typer.Option(
+        "--wait", help="Wait until it is available, with a progress spinner (bounded by --timeout)."
+    ),
+]
+
+
+def _timeout(value: float) -> float:
+    if not 1 <= value <= 24 * 3600:
+        raise UsageError(f"--timeout {value:g} is out of range", "use 1 to 86400 seconds")
+    return value
+
+
+def _audited(command: str, target: str, call: Any, **details: Any) -> Any:
+    """Run one mutating AWS call and write its one audit line, success or failure."""
+    from closeup_ops import audit, errors
+
+    try:
+        result = call()
+    except Exception as exc:
+        audit.record(command, target, f"error: {errors.classify(exc).line()}", **details)
+        raise
+    audit.record(command, target, "ok", **details)
+    return result
+
+
+@app.command("create")
+@with_settings(AWS_CMD)
+def create(
+    settings: Settings,
+    name: Annotated[
+        Optional[str],
+        typer.Option("--name", help="Snapshot name (default <cache>-<UTC yyyymmdd-HHMM>)."),
+    ] = None,
+    wait: Wait = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds --wait may take.", metavar="S")
+    ] = 1800.0,
+) -> None:
+    """Snapshot the cache (--cache, or the one REDIS_HOST points at)."""
+    _timeout(timeout)
+    from closeup_ops.connect.aws import aws_client, find_cache
+    from closeup_ops.ops import snapshots as ops
+
+    client = aws_client(settings, "elasticache")
+    cache = find_cache(settings, client)
+    name = name or ops.default_name(cache.name)
+    snap = _audited(
+        "snapshot create",
+        cache.name,
+        lambda: ops.create_snapshot(client, cache, name),
+        snapshot=name,
+        kind=cache.kind,
+    )
+    output.info(f"snapshot {name} of {cache.kind} {cache.name}: {snap.status}")
+    if wait:
+        with output.progress(f"snapshot {name}") as update:
+            snap = ops.wait_snapshot(client, snap, timeout, update)
+    output.render(snap, _show_one)
+
+
+@app.command("list")
+@with_settings(AWS_CMD)
+def list_(settings: Settings) -> None:
+    """Snapshots of serverless and node-based caches (only the cache's own with --cache)."""
+    from closeup_ops.connect.aws import aws_client, find_cache
+    from closeup_ops.ops.snapshots import list_snapshots
+
+    client = aws_client(settings, "elasticache")
+    cache = find_cache(settings, client) if settings.cache else None
+    output.render(list_snapshots(client, cache), _show_list)
+
+
+def _ids(value: str | None, flag: str) -> list[str] | None:
+    if value is None:
+        return None
+    ids = [v.strip() for v in value.split(",") if v.strip()]
+    if not ids:
+        raise UsageError(f"{flag} is empty", "give comma-separated ids")
+    return ids
+
+
+@app.command("restore")
+@with_settings(AWS_CMD)
+def restore(
+    settings: Settings,
+    snapshot: Annotated[str, typer.Argument(help="Snapshot name.")],
+    target: Annotated[str, typer.Option("--target", help="Name of the NEW cache.")],
+    node_type: Annotated[
+        Optional[str], typer.Option(help="Node type (default: the source's).")
+    ] = None,
+    engine_version: Annotated[
+        Optional[str], typer.Option(help="Engine version (serverless: major version).")
+    ] = None,
+    subnet_group: Annotated[
+        Optional[str], typer.Option(help="Cache subnet group (node-based).")
+    ] = None,
+    subnet_ids: Annotated[
+        Optional[str], typer.Option(help="Comma-separated subnet ids (serverless).")
+    ] = None,
+    security_group_ids: Annotated[
+        Optional[str], typer.Option(help="Comma-separated VPC security group ids.")
+    ] = None,
+    tls: Annotated[
+        Optional[bool],
+        typer.Option("--tls/--no-tls", help="In-transit encryption (default: the source's)."),
+    ] = None,
+    wait: Wait = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds --wait may take.", metavar="S")
+    ] = 3600.0,
+) -> None:
+    """Create a NEW cache from SNAPSHOT, copying the source's network and engine settings."""
+    _timeout(timeout)
+    from closeup_ops.connect.aws import aws_client
+    from closeup_ops.ops import snapshots as ops
+
+    opts = ops.RestoreOptions(
+        node_type=node_type,
+        engine_version=engine_version,
+        subnet_group=subnet_group,
+        subnet_ids=_ids(subnet_ids, "--subnet-ids"),
+        security_group_ids=_ids(security_group_ids, "--security-group-ids"),
+        tls=tls,
+    )
+    client = aws_client(settings, "elasticache")
+    snap = ops.get_snapshot(client, snapshot)
+    result = _audited(
+        "snapshot restore",
+        target,
+        lambda: ops.restore_snapshot(client, snap, target, opts),
+        snapshot=snap.name,
+        kind=snap.kind,
+    )
+    output.info(
+        f"creating {result.kind} {target} from snapshot {snap.name}"
+        + (
+            f" (settings copied from {result.copied_from})"
+            if result.copied_from
+            else " (source cache is gone: settings from the snapshot and flags)"
+        )
+    )
+    if wait:
+        with output.progress(f"restore {target}") as update:
+            cache = ops.wait_cache(client, target, timeout, update)
+        result.status = cache.status
+        result.endpoints = cache.endpoints
+    output.render(result, _show_restore)
+
+
+@app.command("delete")
+@with_settings(AWS_CMD)
+def delete(
+    settings: Settings,
+    snapshot: Annotated[str, typer.Argument(help="Snapshot name.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Really delete it.")] = False,
+) -> None:
+    """Delete SNAPSHOT (needs --yes; without it, says what would be deleted)."""
+    from closeup_ops.connect.aws import aws_client
+    from closeup_ops.ops import snapshots as ops
+
+    client = aws_client(settings, "elasticache")
+    snap = ops.get_snapshot(client, snapshot)
+    what = (
+        f"{snap.kind} snapshot {snap.name} of {snap.cache or '?'} "
+        f"(status {snap.status}, created {snap.created or '?'})"
+    )
+    if not yes:
+        output.info(f"would delete {what}")
+        raise UsageError(f"not deleting {snap.name} without --yes", "rerun with --yes to delete it")
+    gone = _audited(
+        "snapshot delete",
+        snap.name,
+        lambda: ops.delete_snapshot(client, snap),
+        kind=snap.kind,
+        cache=snap.cache,
+    )
+    output.info(f"deleting {what}")
+    output.render(gone, _show_one)
+
+
+def _show_one(snap) -> None:
+    output.fields_block(
+        [
+            ("name", snap.name),
+            ("kind", snap.kind),
+            ("cache", snap.cache),
+            ("status", snap.status),
+            ("created", snap.created),
+            ("engine", " ".join(x for x in (snap.engine, snap.engine_version) if x)),
+            ("arn", snap.arn),
+        ]
+    )
+
+
+def _show_list(snaps) -> None:
+    if not snaps:
+        output.info("no snapshots")
+        return
+    output.table(
+        ["name", "kind", "cache", "status", "source", "created", "engine"],
+        [
+            [
+                s.name,
+                s.kind,
+                s.cache or "-",
+                s.status,
+                s.source or "-",
+                s.created or "-",
+                " ".join(x for x in (s.engine, s.engine_version) if x) or "-",
+            ]
+            for s in snaps
+        ],
+    )
+
+
+def _show_restore(result) -> None:
+    pairs = [
+        ("target", result.target),
+        ("kind", result.kind),
+        ("snapshot", result.snapshot),
+        ("status", result.status),
+        ("copied from", result.copied_from or "-"),
+    ]
+    pairs += [(e["role"], f"{e['address']}:{e['port']}") for e in result.endpoints]
+    output.fields_block(pairs)
