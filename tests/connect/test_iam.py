@@ -78,3 +78,42 @@ def test_no_credentials_is_exit_4(monkeypatch, tmp_path):
     )
     with pytest.raises(AuthError):
         iam_token(s)
+
+
+def test_factory_authenticates_with_the_token_over_tls(frozen, redis_tls, tls_files):
+    """A real TLS server whose ACL user has the token as password: the factory signs the
+    same token and logs in as the user id."""
+    from closeup_ops.connect.redis import connect
+    from closeup_ops.local.servers import redis_cli
+
+    s = Settings(
+        host="127.0.0.1",
+        port=redis_tls.port,
+        username="iam-user-1",
+        iam_auth=True,
+        tls=True,
+        ca_cert=str(tls_files.ca),
+        cache="orders-rg",
+        region="us-east-1",
+    )
+    token = iam_token(s)
+    redis_cli(
+        redis_tls,
+        "ACL",
+        "SETUSER",
+        "iam-user-1",
+        "on",
+        f">{token}",
+        "+ping",
+        "+info",
+        "+client",
+        "+hello",
+        "+acl|whoami",
+        tls=tls_files,
+    )
+    target = connect(s)
+    try:
+        assert target.client.ping() is True
+        assert target.client.execute_command("ACL WHOAMI") == b"iam-user-1"
+    finally:
+        target.close()
