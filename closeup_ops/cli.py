@@ -135,10 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 1
     except BaseException as exc:  # noqa: BLE001 - this is the one handler
         if type(exc).__name__ == "Exit":  # typer.Exit / click's Exit: a clean exit
-            code = int(getattr(exc, "exit_code", 0) or 0)
-            if code == 130:  # typer turns a bare KeyboardInterrupt into Exit(130)
-                sys.stderr.write("closeup-ops: error: interrupted\n")
-            return code
+            return int(getattr(exc, "exit_code", 0) or 0)
         if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
             typer.echo(exc.ctx.get_help())
             return 0

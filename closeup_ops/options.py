@@ -20,7 +20,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from closeup_ops import output
-from closeup_ops.errors import UsageError
+from closeup_ops.errors import Interrupted, UsageError
 from closeup_ops.settings import load
 
 CONN = "Connection"
@@ -257,7 +257,11 @@ def with_settings(*groups: list[inspect.Parameter]) -> Callable[[Callable[..., A
             env_file = given.pop("env_file")
             password = _prompt_password() if given.pop("ask_password", False) else None
             kwargs["settings"] = load(given, env_file=env_file, password=password)
-            return fn(**kwargs)
+            try:
+                return fn(**kwargs)
+            except KeyboardInterrupt:
+                # typer would swallow a bare KeyboardInterrupt into a silent exit 130
+                raise Interrupted("interrupted", "nothing more was done") from None
 
         wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
         return wrapper
