@@ -147,10 +147,13 @@ def restore(
     )
     client = aws_client(settings, "elasticache")
     snap = ops.get_snapshot(client, snapshot)
+    if target == snap.cache:
+        raise UsageError(f"--target {target} is the snapshot's own cache", "restore to a NEW name")
+    ops.check_target_free(client, target)  # refused (exit 5) before anything is created
     result = _audited(
         "snapshot restore",
         target,
-        lambda: ops.restore_snapshot(client, snap, target, opts),
+        lambda: ops.restore_snapshot(client, snap, target, opts, check_target=False),
         snapshot=snap.name,
         kind=snap.kind,
     )

@@ -122,6 +122,9 @@ def _serverless_unsupported(exc: BaseException) -> bool:
     return isinstance(exc, NotImplementedError) or type(exc).__name__ == "ResponseParserError"
 
 
+_WARNED: list[bool] = []  # say it once per run
+
+
 def optional_serverless(call: Callable[..., dict], key: str, **kw: Any) -> list[dict]:
     try:
         return pages(call, key, token="NextToken", **kw)
@@ -130,6 +133,9 @@ def optional_serverless(call: Callable[..., dict], key: str, **kw: Any) -> list[
             raise
         from closeup_ops import output
 
+        if _WARNED:
+            return []
+        _WARNED.append(True)
         output.warn(
             "this AWS endpoint does not implement ElastiCache Serverless APIs; "
             "serverless caches and snapshots are not shown"

@@ -289,14 +289,21 @@ def check_target_free(client: Any, target: str) -> None:
 
 
 def restore_snapshot(
-    client: Any, snapshot: SnapshotInfo, target: str, opts: RestoreOptions | None = None
+    client: Any,
+    snapshot: SnapshotInfo,
+    target: str,
+    opts: RestoreOptions | None = None,
+    check_target: bool = True,
 ) -> RestoreResult:
+    """Create `target` from `snapshot`. The target name is checked first (skip only when
+    the caller has just called check_target_free)."""
     opts = opts or RestoreOptions()
     if not target or target == snapshot.cache:
         raise UsageError(
             f"--target {target!r} is the snapshot's own cache", "restore to a NEW cache name"
         )
-    check_target_free(client, target)
+    if check_target:
+        check_target_free(client, target)
     source = describe_by_name(client, snapshot.cache) if snapshot.cache else None
     request = restore_request(snapshot, target, source, opts)
     if snapshot.kind == SERVERLESS:
