@@ -67,7 +67,7 @@ class TcpProxy:
 
     def set_upstream(self, upstream: Address | None, drop: bool = True) -> None:
         """Point new connections at `upstream`; drop the existing ones (as a DNS switch plus
-        the old node going away would)."""
+        the old node going away would) and lift any hold."""
         self._call(lambda: self._set_upstream(upstream, drop))
 
     def hold(self) -> None:
@@ -139,6 +139,7 @@ class TcpProxy:
 
     def _set_upstream(self, upstream: Address | None, drop: bool) -> None:
         self._upstream = upstream
+        self._hold_up = self._hold_down = False  # holds were about the old upstream
         if drop:
             self._drop_all()
 

@@ -1,0 +1,278 @@
+"""What starts a failover: TestFailover on a replication group's node group (AWS), or CLUSTER
+FAILOVER sent to a replica of one shard of a self-managed cluster; and, for AWS, the
+replication group's events over the run."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from closeup_ops.errors import AwsResourceError, UsageError
+from closeup_ops.settings import Settings
+
+SERVERLESS_HINT = (
+    "serverless caches have no user-triggered failover; run with --trigger none while "
+    "something outside acts"
+)
+
+
+@dataclass
+class AwsGroup:
+    """The replication group TestFailover acts on."""
+
+    replication_group: str
+    node_group: str
+    primary_node: str | None  # cache cluster id of the node group's primary
+    members: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AwsEvent:
+    t: float  # seconds since the probe started (from the event's wall time)
+    at: str
+    source: str
+    message: str
+
+
+def group_id_for(settings: Settings) -> str:
+    """--cache, else the name the endpoint suggests (master.<id>.xxx / clustercfg.<id>.xxx)."""
+    if settings.cache:
+        return settings.cache
+    from closeup_ops.connect.endpoint import parse
+
+    hint = parse(settings.host).name_hint
+    if not hint:
+        raise UsageError(
+            f"cannot tell the replication group from {settings.host}",
+            "pass --cache with the replication group id (ELASTICACHE_CACHE)",
+        )
+    return hint
+
+
+def refuse_serverless(settings: Settings, trigger: str) -> None:
+    if trigger != "none" and settings.serverless:
+        raise UsageError(
+            f"failover-test --trigger {trigger} is refused on serverless endpoint {settings.host}",
+            SERVERLESS_HINT,
+        )
+
+
+def describe_group(client: Any, group_id: str) -> dict[str, Any]:
+    """The replication group, or a clear refusal when the name is a serverless cache."""
+    try:
+        return client.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"][
+            0
+        ]
+    except client.exceptions.ReplicationGroupNotFoundFault:
+        pass
+    if _is_serverless_cache(client, group_id):
+        raise UsageError(
+            f"failover-test --trigger aws is refused: {group_id} is a serverless cache",
+            SERVERLESS_HINT,
+        )
+    raise AwsResourceError(
+        f"replication group {group_id} not found",
+        "pass --cache with a replication group id (list them with `closeup-ops caches`)",
+    )
+
+
+def _is_serverless_cache(client: Any, name: str) -> bool:
+    try:
+        found = client.describe_serverless_caches(ServerlessCacheName=name)
+    except client.exceptions.ServerlessCacheNotFoundFault:
+        return False
+    return bool(found.get("ServerlessCaches"))
+
+
+def prepare_aws(client: Any, settings: Settings, shard: str | None) -> AwsGroup:
+    """Check that TestFailover can run: a node-based group, automatic failover on, available,
+    and the node group named by --shard (default: the first)."""
+    group_id = group_id_for(settings)
+    group = describe_group(client, group_id)
+    failover = group.get("AutomaticFailover", "disabled")
+    if failover != "enabled":
+        raise AwsResourceError(
+            f"automatic failover is {failover} on replication group {group_id}: "
+            "TestFailover needs it enabled",
+            "enable it (aws elasticache modify-replication-group --replication-group-id "
+            f"{group_id} --automatic-failover-enabled --apply-immediately) or use "
+            "--trigger none",
+        )
+    if group.get("Status") != "available":
+        raise AwsResourceError(
+            f"replication group {group_id} is {group.get('Status')}",
+            "wait until it is available and retry",
+        )
+    node_group = pick_node_group(group, shard)
+    return AwsGroup(
+        replication_group=group_id,
+        node_group=node_group["NodeGroupId"],
+        primary_node=primary_of(node_group),
+        members=list(group.get("MemberClusters", [])),
+    )
+
+
+def pick_node_group(group: dict[str, Any], shard: str | None) -> dict[str, Any]:
+    groups = sorted(group.get("NodeGroups", []), key=lambda g: g["NodeGroupId"])
+    if not groups:
+        raise AwsResourceError(
+            f"replication group {group['ReplicationGroupId']} has no node groups",
+            "check it in the console",
+        )
+    if shard is None:
+        return groups[0]
+    for g in groups:
+        if g["NodeGroupId"] == shard or (
+            shard.isdigit() and g["NodeGroupId"].isdigit() and int(g["NodeGroupId"]) == int(shard)
+        ):
+            return g
+    names = ", ".join(g["NodeGroupId"] for g in groups)
+    raise UsageError(
+        f"--shard {shard} is not a node group of {group['ReplicationGroupId']}",
+        f"use one of {names}",
+    )
+
+
+def primary_of(node_group: dict[str, Any]) -> str | None:
+    for member in node_group.get("NodeGroupMembers", []):
+        if member.get("CurrentRole") == "primary":
+            return member.get("CacheClusterId")
+    return None
+
+
+def aws_primary_now(client: Any, group: AwsGroup) -> str | None:
+    found = client.describe_replication_groups(ReplicationGroupId=group.replication_group)
+    for g in found["ReplicationGroups"][0].get("NodeGroups", []):
+        if g["NodeGroupId"] == group.node_group:
+            return primary_of(g)
+    return None
+
+
+def test_failover(client: Any, group: AwsGroup) -> str:
+    client.test_failover(ReplicationGroupId=group.replication_group, NodeGroupId=group.node_group)
+    return f"TestFailover {group.replication_group} node group {group.node_group}"
+
+
+test_failover.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def collect_events(
+    client: Any, group: AwsGroup, started: datetime.datetime, ended: datetime.datetime
+) -> list[AwsEvent]:
+    """DescribeEvents over the run for the group and its member nodes, oldest first."""
+    start = started - datetime.timedelta(seconds=60)
+    end = ended + datetime.timedelta(seconds=5)
+    raw = _events(
+        client,
+        SourceIdentifier=group.replication_group,
+        SourceType="replication-group",
+        StartTime=start,
+        EndTime=end,
+    )
+    members = set(group.members)
+    raw += [
+        e
+        for e in _events(client, SourceType="cache-cluster", StartTime=start, EndTime=end)
+        if e.get("SourceIdentifier") in members
+    ]
+    out = []
+    for e in raw:
+        date = e["Date"]
+        if date.tzinfo is None:
+            date = date.replace(tzinfo=datetime.timezone.utc)
+        out.append(
+            AwsEvent(
+                t=round((date - started).total_seconds(), 3),
+                at=date.astimezone(datetime.timezone.utc).isoformat(timespec="seconds"),
+                source=str(e.get("SourceIdentifier", "")),
+                message=str(e.get("Message", "")),
+            )
+        )
+    return sorted(out, key=lambda e: e.t)
+
+
+def _events(client: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    out, marker = [], None
+    for _ in range(20):  # bounded: 20 pages of 100
+        page = client.describe_events(
+            MaxRecords=100, **kwargs, **({"Marker": marker} if marker else {})
+        )
+        out += page.get("Events", [])
+        marker = page.get("Marker")
+        if not marker:
+            break
+    return out
+
+
+# --- self-managed cluster -----------------------------------------------------------------
+
+
+@dataclass
+class Shard:
+    index: int  # 1-based, shards ordered by their first slot
+    primary: str
+    replicas: list[str]
+    slots: set[int] = field(repr=False)
+
+
+def cluster_shards(cluster_client: Any) -> list[Shard]:
+    """Shards from the client's slot map: primary, replicas and slots of each."""
+    by_primary: dict[str, tuple[list[str], set[int]]] = {}
+    for slot, nodes in cluster_client.nodes_manager.slots_cache.items():
+        if not nodes:
+            continue
+        primary = f"{nodes[0].host}:{nodes[0].port}"
+        replicas, slots = by_primary.setdefault(primary, ([], set()))
+        slots.add(slot)
+        for node in nodes[1:]:
+            name = f"{node.host}:{node.port}"
+            if name not in replicas:
+                replicas.append(name)
+    ordered = sorted(by_primary.items(), key=lambda kv: min(kv[1][1]))
+    return [Shard(i + 1, p, sorted(r), s) for i, (p, (r, s)) in enumerate(ordered)]
+
+
+def pick_shard(shards: list[Shard], shard: str | None) -> Shard:
+    if shard is None:
+        return shards[0]
+    for s in shards:
+        if shard == s.primary or (shard.isdigit() and int(shard) == s.index):
+            return s
+    names = ", ".join(f"{s.index} ({s.primary})" for s in shards)
+    raise UsageError(f"--shard {shard} is not a shard of this cluster", f"use one of {names}")
+
+
+def shard_replicas(cluster_client: Any, shard: Shard) -> list[str]:
+    """Healthy replicas of the shard's primary, from CLUSTER NODES (CLUSTER SLOTS leaves out
+    replicas that are still joining; CLUSTER NODES names every node and its primary)."""
+    host, _, port = shard.primary.rpartition(":")
+    node = cluster_client.get_node(host=host, port=int(port))
+    nodes = node.redis_connection.execute_command("CLUSTER NODES")  # parsed: address -> info
+    primary_id = next((i["node_id"] for i in nodes.values() if "myself" in i["flags"]), None)
+    out = []
+    for address, info in nodes.items():
+        flags = info["flags"]
+        if info["master_id"] == primary_id and "fail" not in flags and "noaddr" not in flags:
+            out.append(address.split("@")[0])
+    return sorted(out) or shard.replicas
+
+
+def cluster_failover(
+    cluster_client: Any, shard: Shard, connect_node: Callable[[str, int], Any]
+) -> str:
+    """CLUSTER FAILOVER on the shard's first replica (a coordinated, lossless switch)."""
+    if not shard.replicas:
+        raise UsageError(
+            f"shard {shard.index} ({shard.primary}) has no replica",
+            "CLUSTER FAILOVER needs a replica; add one or pick another --shard",
+        )
+    replica = shard.replicas[0]
+    host, _, port = replica.rpartition(":")
+    client = connect_node(host, int(port))
+    try:
+        client.execute_command("CLUSTER FAILOVER")
+    finally:
+        client.close()
+    return f"CLUSTER FAILOVER on {replica} (replica of {shard.primary})"
