@@ -19,6 +19,7 @@ from closeup_ops.options import REDIS, with_settings
 from closeup_ops.settings import Settings
 
 TH = "Thresholds"
+_sleep = time.sleep  # the --watch pause (tests replace it)
 
 
 @with_settings(REDIS)
@@ -220,7 +221,7 @@ def _watch(settings: Settings, limits: Any, interval: float, count: int) -> None
         with open_redis(settings) as target:
             before = collect_info(target)
             while True:
-                time.sleep(interval)
+                _sleep(interval)
                 after = collect_info(target)
                 row = delta(before, after)
                 row["breached"] = judge_delta(row, limits)
