@@ -373,3 +373,25 @@ def test_ssh_errors_mapper_covers_paramiko():
     assert classify(paramiko.ChannelException(2, "Connect failed")).exit_code == 3
     assert classify(paramiko.SSHException("Error reading SSH protocol banner")).exit_code == 3
     assert os.environ.get("BASTION_HOST") is None
+
+
+# --- every Redis command takes --via-bastion ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("ping", "--json"),
+        ("keys", "t5:via:*", "--json"),
+        ("ttl", "--pattern", "t5:via:*", "--json"),
+        ("stats", "--json"),
+        ("doctor", "--json"),
+    ],
+    ids=lambda a: a[0],
+)
+def test_redis_commands_take_via_bastion(cli, redis_plain, sshd, args):
+    redis.Redis(port=redis_plain.port).set("t5:via:key", "v", ex=60)
+    r = cli(args[0], "--via-bastion", *args[1:], env=env_for(redis_plain, sshd))
+    assert r.code in (0, 6), (r.code, r.err)  # 6: a check ran and found something
+    assert "bastion" not in r.err and "cannot" not in r.err, r.err
+    assert r.out.lstrip().startswith(("{", "["))

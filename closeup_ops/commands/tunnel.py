@@ -158,6 +158,9 @@ def _run_child(tun, command: list[str]) -> int:
         return 126
     while True:
         try:
-            return proc.wait()
+            try:
+                return proc.wait(0.25)
+            except subprocess.TimeoutExpired:
+                tun.check_alive()  # a long CMD keeps its tunnel across a dropped session
         except KeyboardInterrupt:
             continue  # the child got the Ctrl-C too; its exit code is the answer

@@ -201,7 +201,8 @@ class Tunnel:
             port=self.entry.local_port,
             tls=s.use_tls,
             tls_server_name=s.server_name if s.use_tls else s.tls_server_name,
-            cluster=True if self.cluster else (False if s.cluster is False else s.cluster),
+            # After open(): what CLUSTER SLOTS said, unless the user forced cluster mode.
+            cluster=bool(self.cluster or s.cluster),
             via_bastion=False,
         )
 
