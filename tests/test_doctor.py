@@ -238,3 +238,30 @@ def test_human_output_gives_the_fix(cli):
         "closeup-ops: error: doctor: 1 check(s) failed (tcp): apply the fix shown for each "
         "failed check"
     ]
+
+
+def test_via_bastion_adds_a_tunnel_check(cli, redis_plain, sshd):
+    from helpers.bastion import bastion_env
+
+    env = {**server_env(redis_plain), **bastion_env(sshd)}
+    r = cli("doctor", "--json", "--via-bastion", env=env)
+    assert r.code == 0, r.out + r.err
+    order = [c["name"] for c in r.json()["checks"]]
+    assert order[0] == "tunnel" and statuses(r)["tunnel"] == "ok"
+    assert all(statuses(r)[n] == "ok" for n in REDIS_CHECKS)
+
+
+def test_via_bastion_unreachable_is_a_failed_check(cli, redis_plain, sshd):
+    from helpers.bastion import bastion_env
+
+    env = {**server_env(redis_plain), **bastion_env(sshd), "BASTION_PORT": str(free_port())}
+    r = cli("doctor", "--json", "--via-bastion", env=env)
+    assert r.code == 6
+    tunnel = checks(r)["tunnel"]
+    assert tunnel["status"] == "fail" and "bastion" in tunnel["evidence"]
+    assert all(statuses(r)[n] == "skip" for n in REDIS_CHECKS)
+
+
+def test_via_bastion_without_bastion_host_is_exit_2(cli, redis_plain):
+    r = cli("doctor", "--via-bastion", env=server_env(redis_plain))
+    assert r.code == 2 and "BASTION_HOST" in r.err

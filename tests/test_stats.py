@@ -314,3 +314,14 @@ def test_cloudwatch_unknown_cache_exit_5(cli, moto_world):
     r = cli("stats", "--no-info", "--cache", "nope", env={"AWS_REGION": REGION})
     assert r.code == 5
     assert "nope" in r.err
+
+
+def test_watch_on_a_terminal_rewrites_one_line(cli, evicting, monkeypatch):
+    from closeup_ops import output
+
+    monkeypatch.setattr(output, "fancy", lambda: True)
+    r = cli("stats", "--watch", "--count", "3", "--interval", "0.05", env=server_env(evicting))
+    assert r.code == 0
+    header, rest = r.out.split("\n", 1)
+    assert header.split()[:2] == ["time", "keys"]
+    assert rest.count("\r\x1b[2K") == 3 and rest.endswith("\n") and rest.count("\n") == 1

@@ -232,8 +232,9 @@ def _watch(settings: Settings, limits: Any, interval: float, count: int) -> None
                 if count and shown >= count:
                     break
     except KeyboardInterrupt:
-        if tty:
-            sys.stdout.write("\n")
+        pass  # the normal end of a watch
+    if tty:
+        sys.stdout.write("\n")
     if breaches:
         raise CheckFailed(
             f"stats --watch: threshold breached ({', '.join(sorted(breaches))})",
