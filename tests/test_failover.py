@@ -43,3 +43,36 @@ def test_human_report_has_timeline_and_summary(cli, redis_plain):
     assert "Timeline" in r.out and "Summary" in r.out
     for word in ("start", "end", "downtime", "attempted", "acknowledged", "lost"):
         assert word in r.out
+
+
+def test_trigger_aws_refused_when_automatic_failover_is_off(cli, redis_plain, monkeypatch):
+    """Against moto: a replication group without automatic failover -> exit 5, one line,
+    before any probe write; the refusal is in the audit log."""
+    from moto import mock_aws
+
+    from closeup_ops.audit import read_entries
+
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        import boto3
+
+        boto3.client("elasticache", region_name="us-east-1").create_replication_group(
+            ReplicationGroupId="demo-nofo",
+            ReplicationGroupDescription="no failover",
+            AutomaticFailoverEnabled=False,
+            CacheNodeType="cache.t3.micro",
+            Engine="redis",
+            NumCacheClusters=2,
+        )
+        r = cli(
+            "failover-test", "--trigger", "aws", "--cache", "demo-nofo", env=server_env(redis_plain)
+        )
+    assert r.code == 5, r.err
+    errors = [line for line in r.err_lines if line.startswith("closeup-ops: error:")]
+    assert len(errors) == 1 and "automatic failover is disabled" in errors[0]
+    assert read_entries()[-1]["result"] == "error"

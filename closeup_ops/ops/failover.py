@@ -204,14 +204,10 @@ def run_failover_test(
                 "use --trigger aws (ElastiCache) or none",
             )
         slots, shard, trigger_fn, what = None, None, None, "-"
-        if target.cluster:
-            shards = trig.cluster_shards(target.client)
-            if group is not None:
-                shard = trig.pick_shard(
-                    shards, str(int(group.node_group)) if group.node_group.isdigit() else None
-                )
-            else:
-                shard = trig.pick_shard(shards, opts.shard)
+        if target.cluster and group is not None and group.slots:
+            slots = group.slots
+        elif target.cluster:
+            shard = trig.pick_shard(trig.cluster_shards(target.client), opts.shard)
             slots = shard.slots
             what = f"shard {shard.index} ({shard.primary})"
         if group is not None:

@@ -26,6 +26,7 @@ class AwsGroup:
     node_group: str
     primary_node: str | None  # cache cluster id of the node group's primary
     members: list[str] = field(default_factory=list)
+    slots: set[int] | None = field(default=None, repr=False)  # cluster mode: its hash slots
 
 
 @dataclass
@@ -36,21 +37,6 @@ class AwsEvent:
     message: str
 
 
-def group_id_for(settings: Settings) -> str:
-    """--cache, else the name the endpoint suggests (master.<id>.xxx / clustercfg.<id>.xxx)."""
-    if settings.cache:
-        return settings.cache
-    from closeup_ops.connect.endpoint import parse
-
-    hint = parse(settings.host).name_hint
-    if not hint:
-        raise UsageError(
-            f"cannot tell the replication group from {settings.host}",
-            "pass --cache with the replication group id (ELASTICACHE_CACHE)",
-        )
-    return hint
-
-
 def refuse_serverless(settings: Settings, trigger: str) -> None:
     if trigger != "none" and settings.serverless:
         raise UsageError(
@@ -59,38 +45,26 @@ def refuse_serverless(settings: Settings, trigger: str) -> None:
         )
 
 
-def describe_group(client: Any, group_id: str) -> dict[str, Any]:
-    """The replication group, or a clear refusal when the name is a serverless cache."""
-    try:
-        return client.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"][
-            0
-        ]
-    except client.exceptions.ReplicationGroupNotFoundFault:
-        pass
-    if _is_serverless_cache(client, group_id):
+def prepare_aws(client: Any, settings: Settings, shard: str | None) -> AwsGroup:
+    """Check that TestFailover can run: the cache (--cache, else found by REDIS_HOST among the
+    account's endpoints) is a replication group with automatic failover on, available, and
+    has the node group named by --shard (default: the first)."""
+    from closeup_ops.connect.aws import find_cache
+
+    cache = find_cache(settings, client)
+    if cache.kind == "serverless":
         raise UsageError(
-            f"failover-test --trigger aws is refused: {group_id} is a serverless cache",
+            f"failover-test --trigger aws is refused: {cache.name} is a serverless cache",
             SERVERLESS_HINT,
         )
-    raise AwsResourceError(
-        f"replication group {group_id} not found",
-        "pass --cache with a replication group id (list them with `closeup-ops caches`)",
-    )
-
-
-def _is_serverless_cache(client: Any, name: str) -> bool:
-    try:
-        found = client.describe_serverless_caches(ServerlessCacheName=name)
-    except client.exceptions.ServerlessCacheNotFoundFault:
-        return False
-    return bool(found.get("ServerlessCaches"))
-
-
-def prepare_aws(client: Any, settings: Settings, shard: str | None) -> AwsGroup:
-    """Check that TestFailover can run: a node-based group, automatic failover on, available,
-    and the node group named by --shard (default: the first)."""
-    group_id = group_id_for(settings)
-    group = describe_group(client, group_id)
+    if cache.kind != "replication-group":
+        raise AwsResourceError(
+            f"{cache.name} is a single cache cluster, not a replication group: it has no "
+            "replica to fail over to",
+            "add replicas (a replication group) or use --trigger none",
+        )
+    group = cache.raw
+    group_id = cache.name
     failover = group.get("AutomaticFailover", "disabled")
     if failover != "enabled":
         raise AwsResourceError(
@@ -111,7 +85,20 @@ def prepare_aws(client: Any, settings: Settings, shard: str | None) -> AwsGroup:
         node_group=node_group["NodeGroupId"],
         primary_node=primary_of(node_group),
         members=list(group.get("MemberClusters", [])),
+        slots=parse_slots(node_group.get("Slots")),
     )
+
+
+def parse_slots(text: str | None) -> set[int] | None:
+    """A node group's "Slots" ("0-5460" or "0-100,200-300") as a set; None when absent."""
+    if not text:
+        return None
+    out: set[int] = set()
+    for part in text.split(","):
+        low, _, high = part.strip().partition("-")
+        if low.isdigit():
+            out.update(range(int(low), int(high or low) + 1))
+    return out or None
 
 
 def pick_node_group(group: dict[str, Any], shard: str | None) -> dict[str, Any]:

@@ -115,6 +115,8 @@ def test_deterministic_loss_counts_acknowledged_writes_gone(cli, pair_via_repl_p
         "4",
         "--max-lost",
         "0",
+        "--max-downtime",
+        "0.01",
         "--recovery-timeout",
         "10",
         env=pair.env(),
@@ -124,13 +126,13 @@ def test_deterministic_loss_counts_acknowledged_writes_gone(cli, pair_via_repl_p
     doc = r.json()
     assert doc["summary"]["lost"] == marks["lost"], doc["summary"]
     assert len(doc["summary"]["lost_seqs"]) == min(100, marks["lost"])
-    assert r.code == 6  # --max-lost 0 broken
+    assert r.code == 6  # --max-lost 0 and --max-downtime 0.01 broken
     assert doc["result"] == "limits broken"
     errors = [line for line in r.err_lines if line.startswith("closeup-ops: error:")]
-    assert errors == [
-        f"closeup-ops: error: failover-test: {marks['lost']} acknowledged writes lost > "
-        "--max-lost 0"
-    ]
+    assert len(errors) == 1
+    assert "--max-downtime 0.01 s" in errors[0]
+    assert f"{marks['lost']} acknowledged writes lost > --max-lost 0" in errors[0]
+    assert doc["breaches"] and read_entries()[-1]["result"] == "limits broken"
 
 
 def test_cluster_trigger_fails_over_chosen_shard(cli, own_cluster):
