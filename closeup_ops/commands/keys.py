@@ -1,0 +1,331 @@
+"""`closeup-ops keys`: list, summarise or delete keys; SCAN only, every primary."""
+
+# No `from __future__ import annotations`: the option annotations name this module's
+# panel constants, which typer could not resolve from strings.
+import os
+import sys
+from typing import Annotated, Any, Optional
+
+import typer
+
+from closeup_ops import output
+from closeup_ops.errors import UsageError
+from closeup_ops.options import REDIS, with_settings
+from closeup_ops.settings import Settings
+
+SCAN = "Scan"
+SHOW = "Per-key data"
+SUMMARY = "Summary"
+DELETE = "Delete"
+
+
+@with_settings(REDIS)
+def keys(
+    settings: Settings,
+    pattern: Annotated[
+        str, typer.Argument(help="Glob to match (SCAN MATCH); default all keys.")
+    ] = "*",
+    type_: Annotated[
+        Optional[str],
+        typer.Option(
+            "--type",
+            help="Only keys of this type (SCAN TYPE): string, list, set, zset, hash, stream.",
+            rich_help_panel=SCAN,
+        ),
+    ] = None,
+    limit: Annotated[
+        Optional[int], typer.Option("--limit", help="Stop after N keys.", rich_help_panel=SCAN)
+    ] = None,
+    scan_count: Annotated[
+        int,
+        typer.Option(
+            "--scan-count", help="SCAN COUNT hint (keys looked at per call).", rich_help_panel=SCAN
+        ),
+    ] = 1000,
+    ttl: Annotated[
+        bool,
+        typer.Option("--ttl", help="Each key's TTL (PTTL; -1 no expiry).", rich_help_panel=SHOW),
+    ] = False,
+    memory: Annotated[
+        bool,
+        typer.Option("--memory", help="Each key's MEMORY USAGE in bytes.", rich_help_panel=SHOW),
+    ] = False,
+    values: Annotated[
+        bool,
+        typer.Option(
+            "--values",
+            help="Each key's type, length and value (masked unless --reveal).",
+            rich_help_panel=SHOW,
+        ),
+    ] = False,
+    reveal: Annotated[
+        bool,
+        typer.Option(
+            "--reveal",
+            help="Show values in clear (they may be secrets such as OTPs).",
+            rich_help_panel=SHOW,
+        ),
+    ] = False,
+    summary: Annotated[
+        bool,
+        typer.Option(
+            "--summary",
+            help="Group by namespace: count, bytes, TTL coverage, biggest keys.",
+            rich_help_panel=SUMMARY,
+        ),
+    ] = False,
+    separator: Annotated[
+        Optional[str],
+        typer.Option(
+            "--separator", help="Namespace separator (default ':').", rich_help_panel=SUMMARY
+        ),
+    ] = None,
+    depth: Annotated[
+        Optional[int],
+        typer.Option(
+            "--depth", help="Namespace = the first N segments (default 1).", rich_help_panel=SUMMARY
+        ),
+    ] = None,
+    top: Annotated[
+        Optional[int],
+        typer.Option(
+            "--top", help="Biggest keys shown per namespace (default 3).", rich_help_panel=SUMMARY
+        ),
+    ] = None,
+    delete: Annotated[
+        bool,
+        typer.Option(
+            "--delete",
+            help="Delete the matching keys (a dry run unless --yes).",
+            rich_help_panel=DELETE,
+        ),
+    ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", help="With --delete: really UNLINK them.", rich_help_panel=DELETE),
+    ] = False,
+) -> None:
+    """List keys matching PATTERN (SCAN only, every primary in cluster mode); --summary
+    groups them by namespace; --delete removes them (dry run unless --yes)."""
+    from closeup_ops.ops.keyspace import ScanSpec, check_spec
+
+    spec = check_spec(ScanSpec(pattern, type_, limit, scan_count))
+    _check_modes(ttl, memory, values, reveal, summary, separator, depth, top, delete, yes)
+    from closeup_ops.connect.redis import open_redis
+
+    with open_redis(settings) as target:
+        if summary:
+            _summary(target, spec, separator or ":", depth or 1, 3 if top is None else top)
+        elif delete:
+            _delete(target, spec, yes)
+        else:
+            _stream(target, spec, ttl, memory, values, reveal)
+
+
+def _check_modes(
+    ttl: bool,
+    memory: bool,
+    values: bool,
+    reveal: bool,
+    summary: bool,
+    separator: str | None,
+    depth: int | None,
+    top: int | None,
+    delete: bool,
+    yes: bool,
+) -> None:
+    def refuse(what: str, hint: str) -> None:
+        raise UsageError(what, hint)
+
+    if reveal and not values:
+        refuse("--reveal needs --values", "add --values to show values")
+    if yes and not delete:
+        refuse("--yes only applies to --delete", "add --delete (and check the dry run first)")
+    if summary and delete:
+        refuse("--summary and --delete do not go together", "run them one after the other")
+    per_key = [n for n, on in (("--ttl", ttl), ("--memory", memory), ("--values", values)) if on]
+    if (summary or delete) and per_key:
+        mode = "--summary" if summary else "--delete"
+        refuse(f"{per_key[0]} does not apply to {mode}", f"drop {per_key[0]}")
+    given = [
+        n
+        for n, v in (("--separator", separator), ("--depth", depth), ("--top", top))
+        if v is not None
+    ]
+    if given and not summary:
+        refuse(f"{given[0]} only applies to --summary", "add --summary")
+    if separator is not None and not separator:
+        refuse("--separator is empty", "use a character such as ':' or '.'")
+    if depth is not None and not 1 <= depth <= 32:
+        refuse(f"--depth {depth} is not valid", "use 1 to 32 segments")
+    if top is not None and not 0 <= top <= 1000:
+        refuse(f"--top {top} is not valid", "use 0 to 1000")
+
+
+def _stream(target: Any, spec: Any, ttl: bool, memory: bool, values: bool, reveal: bool) -> None:
+    """NDJSON (or one key per line) written batch by batch: constant memory."""
+    from closeup_ops.ops.keyspace import ScanStats, guard, iter_keys
+    from closeup_ops.ops.keyspace_encode import ndjson_batch, text_keys
+
+    out = sys.stdout.buffer
+    as_json = output.json_mode()
+    plain = not (ttl or memory or values)
+    stats = ScanStats()
+    warned = False
+    try:
+        with guard(stats):
+            if not as_json and not plain:
+                out.write(_header(ttl, memory, values).encode())
+            for batch in iter_keys(
+                target, spec, stats, ttl=ttl, memory=memory, values=values, reveal=reveal
+            ):
+                if stats.memory_refused and not warned:
+                    warned = True
+                    output.warn(f"{stats.memory_refused}; the memory column shows n/a")
+                if as_json:
+                    out.write(ndjson_batch(batch.keys, batch.ttl_ms, batch.memory, batch.values))
+                elif plain:
+                    out.write(text_keys(batch.keys))
+                else:
+                    out.write(_rows(batch).encode())
+            out.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as other Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return
+    if not as_json:
+        output.info(
+            f"{stats.listed} keys matching '{spec.pattern}' "
+            f"({stats.nodes} primar{'y' if stats.nodes == 1 else 'ies'} scanned)"
+        )
+
+
+def _header(ttl: bool, memory: bool, values: bool) -> str:
+    cols = ["key"] + (["ttl"] if ttl else []) + (["memory"] if memory else [])
+    cols += ["type", "length", "value"] if values else []
+    return "\t".join(cols) + "\n"
+
+
+def _rows(batch: Any) -> str:
+    import json
+
+    from closeup_ops.ops.keyspace_encode import display, ttl_text
+
+    lines = []
+    for i, key in enumerate(batch.keys):
+        cells = [display(key)]
+        if batch.ttl_ms is not None:
+            cells.append(ttl_text(batch.ttl_ms[i]))
+        if batch.memory is not None:
+            mem = batch.memory[i]
+            cells.append("n/a" if mem is None else str(mem))
+        if batch.values is not None:
+            v = batch.values[i]
+            value = v["value"]
+            shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            shown = display(shown.encode("utf-8", "surrogateescape"))
+            cells += [v["type"], "-" if v["length"] is None else str(v["length"]), shown]
+        lines.append("\t".join(cells))
+    return "\n".join(lines) + "\n"
+
+
+def _progress_fn(update: Any) -> Any:
+    """Progress for people, throttled: a status line per batch would flood a log."""
+    import time
+
+    every = 0.2 if sys.stderr.isatty() else 5.0
+    last = [time.monotonic()]
+
+    def show(stats: Any) -> None:
+        now = time.monotonic()
+        if now - last[0] >= every:
+            last[0] = now
+            update(stats.done())
+
+    return show
+
+
+def _summary(target: Any, spec: Any, separator: str, depth: int, top: int) -> None:
+    from closeup_ops.ops.keyspace_summary import summarize
+
+    with output.progress("scanning") as update:
+        report = summarize(
+            target, spec, separator=separator, depth=depth, top=top, progress=_progress_fn(update)
+        )
+    if report.memory_refused:
+        output.warn(f"{report.memory_refused}; bytes are shown as n/a")
+    output.render(report, _show_summary)
+
+
+def _show_summary(report: Any) -> None:
+    rows = []
+    for ns in report.namespaces:
+        rows.append(
+            [
+                ns.namespace,
+                ns.keys,
+                output.human_bytes(ns.total_bytes),
+                "-" if ns.avg_bytes is None else f"{ns.avg_bytes:.0f} B",
+                f"{ns.ttl_share * 100:.1f}%",
+                ns.without_ttl,
+            ]
+        )
+    output.table(
+        ["namespace", "keys", "memory", "avg", "with TTL", "no expiry"],
+        rows,
+        title=f"{report.keys} keys matching '{report.pattern}' on {report.endpoint} "
+        f"({report.nodes} primar{'y' if report.nodes == 1 else 'ies'})",
+        right=("keys", "memory", "avg", "with TTL", "no expiry"),
+    )
+    big = [
+        [
+            ns.namespace,
+            b.key,
+            output.human_bytes(b.bytes),
+            "-1 (no expiry)" if b.ttl_ms == -1 else f"{(b.ttl_ms + 500) // 1000}s",
+        ]
+        for ns in report.namespaces
+        for b in ns.biggest
+    ]
+    if big:
+        output.line()
+        output.table(["namespace", "biggest keys", "memory", "ttl"], big, right=("memory",))
+    never = report.no_expiry_namespaces
+    output.line()
+    if never:
+        listed = ", ".join(f"{ns.namespace} ({ns.without_ttl})" for ns in never[:10])
+        output.line(f"{report.without_ttl} keys have no expiry, in: {listed}")
+        output.line(f"review them with: closeup-ops ttl --pattern '{never[0].pattern}'")
+    else:
+        output.line("every key has a TTL")
+
+
+def _delete(target: Any, spec: Any, yes: bool) -> None:
+    from closeup_ops.ops.keyspace import delete_keys
+
+    with output.progress("deleting" if yes else "counting") as update:
+        report = delete_keys(target, spec, yes=yes, progress=_progress_fn(update))
+    output.render(report, _show_delete)
+
+
+def _show_delete(report: Any) -> None:
+    where = f"matching '{report.pattern}'" + (f" of type {report.type}" if report.type else "")
+    if report.dry_run:
+        output.line(
+            f"dry run: {report.matched} keys {where} on {report.endpoint} would be "
+            "deleted; nothing was deleted"
+        )
+        if report.sample:
+            from closeup_ops.ops.keyspace_encode import display
+
+            output.line("sample:")
+            for key in report.sample:
+                output.line("  " + display(key.encode()))
+        if report.matched:
+            output.line("rerun with --yes to UNLINK them")
+        return
+    output.line(
+        f"deleted {report.deleted} keys {where} on {report.endpoint} "
+        f"(UNLINK; {report.matched} matched)"
+    )
