@@ -265,3 +265,11 @@ def test_via_bastion_unreachable_is_a_failed_check(cli, redis_plain, sshd):
 def test_via_bastion_without_bastion_host_is_exit_2(cli, redis_plain):
     r = cli("doctor", "--via-bastion", env=server_env(redis_plain))
     assert r.code == 2 and "BASTION_HOST" in r.err
+
+
+def test_standalone_db_out_of_range(cli, redis_plain):
+    r = cli("doctor", "--json", env=server_env(redis_plain, REDIS_DB="99"))
+    assert r.code == 6
+    cluster = checks(r)["cluster"]
+    assert cluster["status"] == "fail" and "SELECT 99" in cluster["evidence"]
+    assert "REDIS_DB" in cluster["fix"]

@@ -107,8 +107,7 @@ def check_cluster(p: Probe) -> Check:
                 "unset REDIS_CLUSTER (auto) or set it to false",
             )
         if s.db:
-            p.client.execute_command("SELECT", s.db)
-            return Check("cluster", OK, f"standalone; database {s.db} selected")
+            return _select(p.client, s.db)
         return Check("cluster", OK, "standalone; database 0")
     if s.db:
         return Check(
@@ -141,6 +140,21 @@ def check_cluster(p: Probe) -> Check:
             "unset REDIS_CLUSTER (auto) or set it to true",
         )
     return Check("cluster", OK, f"cluster mode, state ok, {size} primaries, database 0")
+
+
+def _select(client: Any, db: int) -> Check:
+    import redis
+
+    try:
+        client.execute_command("SELECT", db)
+    except redis.ResponseError as exc:
+        return Check(
+            "cluster",
+            FAIL,
+            f"standalone, but SELECT {db} is refused ({str(exc).splitlines()[0]})",
+            "set REDIS_DB to a database the server has (0 to `databases` - 1, usually 0-15)",
+        )
+    return Check("cluster", OK, f"standalone; database {db} selected")
 
 
 def check_server(p: Probe) -> Check:
