@@ -325,3 +325,14 @@ def test_watch_on_a_terminal_rewrites_one_line(cli, evicting, monkeypatch):
     header, rest = r.out.split("\n", 1)
     assert header.split()[:2] == ["time", "keys"]
     assert rest.count("\r\x1b[2K") == 3 and rest.endswith("\n") and rest.count("\n") == 1
+
+
+def test_cloudwatch_human_output(cli, moto_world):
+    put_metrics("demo-001", {"EngineCPUUtilization": [75.0], "Evictions": [0.0]})
+    r = cli("stats", "--no-info", "--cache", "demo", env={"AWS_REGION": REGION})
+    assert r.code == 6, r.err
+    assert "CloudWatch demo (replication-group), last 60 min, 1 min periods" in r.out
+    row = next(line for line in r.out.splitlines() if line.startswith("EngineCPUUtilization"))
+    assert row.split()[1:] == ["Average", "75", "75", "75"]
+    assert "no data" in next(line for line in r.out.splitlines() if line.startswith("CacheHits"))
+    assert "BREACH  cpu" in r.out and "ok      evictions" in r.out
