@@ -107,15 +107,14 @@ def list_snapshots(client: Any, cache: CacheRef | None = None) -> list[SnapshotI
         if cache is not None:
             key = "ReplicationGroupId" if cache.kind == REPLICATION_GROUP else "CacheClusterId"
             kw[key] = cache.name
-        out += [from_node_snapshot(s) for s in pages(client.describe_snapshots, "Snapshots", **kw)]
+        found = pages(client.describe_snapshots, "Snapshots", **kw)
+        out += [from_node_snapshot(s) for s in found]
     if cache is None or cache.kind == SERVERLESS:
         kw = {"ServerlessCacheName": cache.name} if cache is not None else {}
-        out += [
-            from_serverless_snapshot(s)
-            for s in optional_serverless(
-                client.describe_serverless_cache_snapshots, "ServerlessCacheSnapshots", **kw
-            )
-        ]
+        found = optional_serverless(
+            client.describe_serverless_cache_snapshots, "ServerlessCacheSnapshots", **kw
+        )
+        out += [from_serverless_snapshot(s) for s in found]
     return sorted(out, key=lambda s: (s.created or "", s.name))
 
 
