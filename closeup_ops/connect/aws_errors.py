@@ -71,7 +71,9 @@ def _resource_hint(code: str) -> str:
         return "check the name (list them with `closeup-ops caches` / `snapshot list`)"
     if "AlreadyExists" in code or code.endswith("Duplicate"):
         return "pick another name"
-    if "InvalidState" in code or "InvalidReplicationGroupState" in code:
+    # InvalidCacheClusterState, InvalidReplicationGroupState, InvalidSnapshotState,
+    # InvalidServerlessCacheStateFault, InvalidServerlessCacheSnapshotStateFault, ...
+    if code.startswith("Invalid") and "State" in code:
         return "wait until the resource is available and retry"
     if "Quota" in code or "LimitExceeded" in code:
         return "delete old snapshots or ask AWS for a higher quota"

@@ -181,3 +181,31 @@ class _Raw:
 
     def stream(self, **_):
         yield self.body
+
+
+@pytest.mark.parametrize(
+    "code, exit_code, hint",
+    [
+        ("AccessDenied", 4, "IAM"),
+        ("UnauthorizedOperation", 4, "IAM"),
+        ("SnapshotNotFoundFault", 5, "snapshot list"),
+        ("ServerlessCacheSnapshotNotFoundFault", 5, "snapshot list"),
+        ("SnapshotAlreadyExistsFault", 5, "another name"),
+        ("ReplicationGroupAlreadyExists", 5, "another name"),
+        ("InvalidReplicationGroupState", 5, "wait until"),
+        ("InvalidCacheClusterState", 5, "wait until"),
+        ("InvalidSnapshotState", 5, "wait until"),
+        ("InvalidServerlessCacheStateFault", 5, "wait until"),
+        ("SnapshotQuotaExceededFault", 5, "quota"),
+        ("ServerlessCacheSnapshotQuotaExceededFault", 5, "quota"),
+        ("Throttling", 5, "throttling"),
+    ],
+)
+def test_aws_error_codes_map_to_spec_exit_codes(code, exit_code, hint):
+    from botocore.exceptions import ClientError
+
+    exc = ClientError({"Error": {"Code": code, "Message": "m"}}, "CreateSnapshot")
+    mapped = classify(exc)
+    assert mapped.exit_code == exit_code
+    assert code in mapped.line() and hint.lower() in mapped.line().lower()
+    assert "\n" not in mapped.line()

@@ -298,3 +298,31 @@ def test_list_shows_both_kinds_with_stubber():
         ("n1", aws.REPLICATION_GROUP),
         ("s1", aws.SERVERLESS),
     }
+
+
+def _cache_status(stub, status):
+    desc = dict(serverless_desc("new"), Status=status)
+    stub.add_response(
+        "describe_serverless_caches", {"ServerlessCaches": [desc]}, {"ServerlessCacheName": "new"}
+    )
+
+
+def test_wait_for_the_restored_cache():
+    ec, stub = stubbed("elasticache")
+    for status in ("creating", "creating", "available"):
+        _cache_status(stub, status)
+    clock, seen = Clock(), []
+    with stub:
+        cache = ops.wait_cache(ec, "new", 600, seen.append, clock.sleep, clock)
+    assert cache.status == "available" and seen == ["creating", "creating", "available"]
+    assert clock.sleeps == [5.0, 7.5]
+
+
+def test_wait_for_a_restore_that_fails_exits_5():
+    ec, stub = stubbed("elasticache")
+    _cache_status(stub, "creating")
+    _cache_status(stub, "create-failed")
+    clock = Clock()
+    with stub, pytest.raises(AwsResourceError) as err:
+        ops.wait_cache(ec, "new", 600, sleep=clock.sleep, clock=clock)
+    assert err.value.exit_code == 5 and "create-failed" in err.value.line()
