@@ -7,10 +7,11 @@ runs every side once, interleaved, in separate processes; the medians over the r
 compared with ssh -L's (the order rotates each round). Sides:
 
   ssh -L        OpenSSH `ssh -N -L` (the anchor)
-  closeup-ops   `closeup-ops tunnel` (the console script, as a user runs it)
+  closeup-ops   `closeup-ops tunnel` (the console script, as a user runs it): OpenSSH engine
+  co-paramiko   `closeup-ops tunnel` with CLOSEUP_OPS_TUNNEL_ENGINE=paramiko, the fallback
+                where `ssh` is missing: 64 MiB window, 256 KiB packets, aes128-gcm,
+                TCP_NODELAY, 256 KiB reads
   sshtunnel     sshtunnel 0.5.1 SSHTunnelForwarder with its defaults (reference)
-  paramiko      a paramiko forwarder tuned: 64 MiB window, 256 KiB packets, aes128-gcm,
-                TCP_NODELAY, 256 KiB reads (reference)
   direct        no tunnel (reference)
 
 Workloads: PING p50 over --pings round trips; GET of a 1 MB value, MB/s over --gets GETs
@@ -23,13 +24,11 @@ import argparse
 import hashlib
 import json
 import os
-import select
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -43,14 +42,14 @@ from closeup_ops.local.servers import free_port, start_redis  # noqa: E402
 
 CLOSEUP_OPS = str(Path(sys.executable).with_name("closeup-ops"))
 VALUE = os.urandom(1 << 20)
-SIDES = ("ssh -L", "closeup-ops", "sshtunnel", "paramiko", "direct")
+SIDES = ("ssh -L", "closeup-ops", "co-paramiko", "sshtunnel", "direct")
 
 
 def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"forwarder exited {proc.returncode}")
+            raise RuntimeError(f"forwarder exited {proc.returncode} (see forwarders.log)")
         try:
             socket.create_connection(("127.0.0.1", port), 0.5).close()
             return
@@ -77,7 +76,7 @@ def measure(port: int, pings: int, gets: int) -> tuple[float, float]:
     return statistics.median(latencies) * 1e6, gets * len(VALUE) / seconds / 1e6
 
 
-def start_side(side: str, sshd, redis_port: int, local: int) -> subprocess.Popen | None:
+def start_side(side: str, sshd, redis_port: int, local: int, log: Path) -> subprocess.Popen | None:
     env = dict(os.environ)
     if side == "ssh -L":
         cmd = [
@@ -97,7 +96,9 @@ def start_side(side: str, sshd, redis_port: int, local: int) -> subprocess.Popen
             f"127.0.0.1:{local}:127.0.0.1:{redis_port}",
             f"{sshd.user}@127.0.0.1",
         ]
-    elif side == "closeup-ops":
+    elif side in ("closeup-ops", "co-paramiko"):
+        if side == "co-paramiko":
+            env["CLOSEUP_OPS_TUNNEL_ENGINE"] = "paramiko"
         env.update(
             REDIS_HOST="127.0.0.1",
             REDIS_PORT=str(redis_port),
@@ -108,13 +109,13 @@ def start_side(side: str, sshd, redis_port: int, local: int) -> subprocess.Popen
             BASTION_KNOWN_HOSTS=str(sshd.known_hosts),
         )
         cmd = [CLOSEUP_OPS, "tunnel", "--json", "--local-port", str(local)]
-    elif side in ("sshtunnel", "paramiko"):
+    elif side == "sshtunnel":
         spec = json.dumps([side, sshd.port, sshd.user, str(sshd.client_key), redis_port, local])
         cmd = [sys.executable, __file__, "--serve", spec]
     else:
         return None
     return subprocess.Popen(
-        cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log.open("ab")
     )
 
 
@@ -145,56 +146,7 @@ def serve(spec: str) -> None:
             local_bind_address=("127.0.0.1", local),
         )
         forwarder.start()
-    else:
-        paramiko_forwarder(ssh_port, user, key, redis_port, local)
     time.sleep(3600)
-
-
-def paramiko_forwarder(ssh_port: int, user: str, key: str, redis_port: int, local: int) -> None:
-    import paramiko
-
-    sock = socket.create_connection(("127.0.0.1", ssh_port))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    transport = paramiko.Transport(
-        sock, default_window_size=64 << 20, default_max_packet_size=256 << 10
-    )
-    options = transport.get_security_options()
-    options.ciphers = ("aes128-gcm@openssh.com",) + tuple(
-        c for c in options.ciphers if c != "aes128-gcm@openssh.com"
-    )
-    transport.start_client()
-    transport.auth_publickey(user, paramiko.PKey.from_path(key))
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", local))
-    listener.listen(16)
-
-    def pump(conn: socket.socket, channel) -> None:
-        try:
-            while True:
-                ready, _, _ = select.select([conn, channel], [], [])
-                if conn in ready:
-                    data = conn.recv(256 << 10)
-                    if not data:
-                        break
-                    channel.sendall(data)
-                if channel in ready:
-                    data = channel.recv(256 << 10)
-                    if not data:
-                        break
-                    conn.sendall(data)
-        finally:
-            channel.close()
-            conn.close()
-
-    def accept() -> None:
-        while True:
-            conn, peer = listener.accept()
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            channel = transport.open_channel("direct-tcpip", ("127.0.0.1", redis_port), peer)
-            threading.Thread(target=pump, args=(conn, channel), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -223,7 +175,7 @@ def main() -> int:
             shift = (round_no - 1) % len(sides)
             for side in sides[shift:] + sides[:shift]:
                 local = server.port if side == "direct" else free_port()
-                proc = start_side(side, sshd, server.port, local)
+                proc = start_side(side, sshd, server.port, local, work / "forwarders.log")
                 try:
                     wait_port(local, proc)
                     results[side].append(measure(local, args.pings, args.gets))

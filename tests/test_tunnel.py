@@ -26,11 +26,18 @@ PRINT_ENV = (
 )
 
 
+@pytest.fixture(params=["openssh", "paramiko"])
+def engine(request, monkeypatch):
+    """Both forward engines: OpenSSH (the default) and the pure-Python fallback."""
+    monkeypatch.setenv("CLOSEUP_OPS_TUNNEL_ENGINE", request.param)
+    return request.param
+
+
 def env_for(server, sshd, **more):
     return {**server_env(server), **bastion_env(sshd), **more}
 
 
-def test_ping_via_bastion_plain(cli, redis_plain, sshd):
+def test_ping_via_bastion_plain(cli, redis_plain, sshd, engine):
     r = cli("ping", "--via-bastion", "--json", env=env_for(redis_plain, sshd))
     assert r.code == 0, r.err
     assert r.json()["reply"] == "PONG"
@@ -154,7 +161,7 @@ def redis_tls_named_only(tmp_path_factory):
     server.stop()
 
 
-def test_tls_named_certificate_through_tunnel(cli, redis_tls_named_only, sshd):
+def test_tls_named_certificate_through_tunnel(cli, redis_tls_named_only, sshd, engine):
     server, files = redis_tls_named_only
     env = tls_env(server, sshd, files, REDIS_TLS_SERVER_NAME="cache.closeup.test")
     r = cli("ping", "--via-bastion", "--json", env=env)
@@ -174,7 +181,7 @@ def test_cluster_via_bastion_pings_every_primary(cli, redis_cluster, sshd):
     assert doc["cluster"] is True and len(doc["nodes"]) == 3
 
 
-def test_cluster_keys_in_every_slot_range_and_moved(redis_cluster, sshd, monkeypatch):
+def test_cluster_keys_in_every_slot_range_and_moved(redis_cluster, sshd, monkeypatch, engine):
     from closeup_ops.connect.redis import connect
     from closeup_ops.connect.tunnel import tunnelled
     from closeup_ops.settings import load
@@ -215,7 +222,7 @@ def test_cluster_keys_in_every_slot_range_and_moved(redis_cluster, sshd, monkeyp
             target.close()
 
 
-def test_tunnel_prints_cluster_mapping(redis_cluster, sshd):
+def test_tunnel_prints_cluster_mapping(redis_cluster, sshd, engine):
     held = HeldTunnel(env_for(redis_cluster.entry, sshd))
     try:
         doc = held.doc
@@ -230,10 +237,11 @@ def test_tunnel_prints_cluster_mapping(redis_cluster, sshd):
 # --- holding, Ctrl-C, and the session dropping ----------------------------------------------
 
 
-def test_tunnel_holds_until_ctrl_c(redis_plain, sshd):
+def test_tunnel_holds_until_ctrl_c(redis_plain, sshd, engine):
     held = HeldTunnel(env_for(redis_plain, sshd))
     try:
         assert held.doc["local"].startswith("127.0.0.1:")
+        assert held.doc["engine"] == engine
         assert held.doc["exports"]["REDIS_HOST"] == "127.0.0.1"
         assert redis.Redis(port=held.port).ping()
     finally:
@@ -250,7 +258,7 @@ def own_sshd(tmp_path):
     server.stop()
 
 
-def test_session_drop_reconnects(redis_plain, own_sshd):
+def test_session_drop_reconnects(redis_plain, own_sshd, engine):
     from closeup_ops.errors import classify
 
     held = HeldTunnel(env_for(redis_plain, own_sshd))

@@ -79,8 +79,7 @@ def tunnel(
         if command:
             code = _run_child(tun, command)
             raise typer.Exit(code)
-        output.render(info, _show)
-        _hold(tun)
+        _hold(tun, info)
     finally:
         tun.close()
 
@@ -96,7 +95,7 @@ def describe(tun) -> TunnelInfo:
         local=tun.entry.local,
         remote=tun.entry.remote,
         bastion=tun.bastion.where,
-        engine="openssh",
+        engine=tun.engine.name,
         cluster=tun.cluster,
         tls=local.use_tls,
         tls_server_name=local.server_name if local.use_tls else None,
@@ -124,8 +123,9 @@ def _show(info: TunnelInfo) -> None:
     output.info("Ctrl-C closes the tunnel")
 
 
-def _hold(tun) -> None:
-    """Until Ctrl-C (or SIGTERM): watch the SSH session and reconnect when it drops."""
+def _hold(tun, info: TunnelInfo) -> None:
+    """Print, then until Ctrl-C (or SIGTERM) watch the SSH session and reconnect when it
+    drops. Ctrl-C is the normal way out (exit 0) from the moment anything is printed."""
     import signal
     import time
 
@@ -134,6 +134,7 @@ def _hold(tun) -> None:
 
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
+        output.render(info, _show)
         while True:
             time.sleep(0.25)
             tun.check_alive()

@@ -2,9 +2,10 @@
 
 Two parts. paramiko checks the bastion first (host key against known_hosts, our key, that
 it forwards to the cache: ops/bastion.py), because it says exactly what is wrong. The bytes
-then flow through an OpenSSH `ssh -N -L` child pinned to the host key paramiko verified:
-measured against sshtunnel and a tuned paramiko forwarder, only OpenSSH meets the latency
-and throughput targets (benchmarks/RESULTS.md, "tunnel").
+then flow through an OpenSSH `ssh -N -L` child pinned to the host key paramiko verified, or
+a tuned paramiko forwarder where `ssh` is missing (ops/forward_engines.py): measured against
+sshtunnel and paramiko, OpenSSH is the one that meets the latency and throughput targets
+with room to spare (benchmarks/RESULTS.md, "tunnel").
 
 Cluster mode: the first forward reaches the entry endpoint; CLUSTER SLOTS through it names
 every node; each gets a forward and redis-py's address_remap maps node addresses to them.
@@ -14,166 +15,21 @@ TLS: we dial 127.0.0.1 but verify the certificate against the real endpoint name
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from closeup_ops import errors, output
-from closeup_ops.connect import ssh_errors
 from closeup_ops.errors import ConnectError, OpsError, UsageError
 from closeup_ops.ops.bastion import Bastion, bastion_from, check
+from closeup_ops.ops.forward_engines import free_port, make_engine, port_free
 from closeup_ops.ops.tunnel_nodes import LOCAL, Forward, discover_nodes, remapper
 from closeup_ops.settings import Settings
 
-ALIAS = "closeup-ops-bastion"
 BACKOFF = (0.5, 1, 2, 4, 8, 15, 30)
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((LOCAL, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOCAL, 0))
-        return s.getsockname()[1]
-
-
-class OpenSshForwards:
-    """One `ssh -N -L ... -L ...` child holding every forward, pinned to a verified key."""
-
-    def __init__(self, bastion: Bastion, host_key: Any, forwards: list[Forward]):
-        self.bastion = bastion
-        self.forwards = list(forwards)
-        self.proc: subprocess.Popen | None = None
-        self.stderr: deque[str] = deque(maxlen=30)
-        self._dir = Path(tempfile.mkdtemp(prefix="closeup-ops-ssh-"))
-        self.pin(host_key)
-
-    def pin(self, host_key: Any) -> None:
-        known = self._dir / "known_hosts"
-        known.write_text(f"{ALIAS} {host_key.get_name()} {host_key.get_base64()}\n")
-        known.chmod(0o600)
-
-    def command(self) -> list[str]:
-        binary = shutil.which("ssh")
-        if not binary:
-            raise ConnectError(
-                "the OpenSSH client (ssh) is not installed",
-                "install it (apt-get install openssh-client / brew install openssh)",
-            )
-        b = self.bastion
-        options = {
-            "BatchMode": "yes",  # never prompt
-            "ExitOnForwardFailure": "yes",
-            "StrictHostKeyChecking": "yes",  # only the key paramiko verified, pinned below
-            "HostKeyAlias": ALIAS,
-            "UserKnownHostsFile": str(self._dir / "known_hosts"),
-            "GlobalKnownHostsFile": "/dev/null",
-            "UpdateHostKeys": "no",
-            "ConnectTimeout": str(int(b.timeout)),
-            "ServerAliveInterval": "5",  # a dead session is noticed in ~15 s
-            "ServerAliveCountMax": "3",
-            "LogLevel": "ERROR",
-        }
-        cmd = [binary, "-N", "-T", "-F", "/dev/null", "-p", str(b.port), "-l", b.user]
-        for name, value in options.items():
-            cmd += ["-o", f"{name}={value}"]
-        if b.key:
-            cmd += ["-i", b.key, "-o", "IdentitiesOnly=yes"]
-        for fwd in self.forwards:
-            cmd += ["-L", fwd.ssh_spec()]
-        return cmd + [b.host]
-
-    def start(self) -> None:
-        self.stderr.clear()
-        self.proc = subprocess.Popen(
-            self.command(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
-            start_new_session=True,  # Ctrl-C reaches us, and we close ssh in order
-            preexec_fn=_die_with_parent,
-        )
-        threading.Thread(target=self._read_stderr, args=(self.proc,), daemon=True).start()
-        self._wait_listening()
-
-    def _read_stderr(self, proc: subprocess.Popen) -> None:
-        for line in proc.stderr:  # type: ignore[union-attr]
-            self.stderr.append(line.rstrip())
-
-    def _wait_listening(self) -> None:
-        deadline = time.monotonic() + self.bastion.timeout + 5
-        waiting = [f.local_port for f in self.forwards]
-        while waiting:
-            if not self.alive():
-                self.proc.wait()  # type: ignore[union-attr]
-                time.sleep(0.05)  # let the reader thread catch the last line
-                raise ssh_errors.map_ssh_stderr(
-                    "\n".join(self.stderr),
-                    self.bastion.where,
-                    [f.local_port for f in self.forwards],
-                )
-            waiting = [p for p in waiting if port_free(p)]
-            if waiting and time.monotonic() > deadline:
-                self.stop()
-                raise ConnectError(
-                    f"ssh did not open local port(s) {waiting} in time", ssh_errors.REACH_HINT
-                )
-            if waiting:
-                time.sleep(0.02)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def exit_reason(self) -> str:
-        code = self.proc.poll() if self.proc else None
-        last = next((ln for ln in reversed(self.stderr) if ln.strip()), "")
-        return f"ssh exited {code}" + (f": {last}" if last else "")
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self._dir, ignore_errors=True)
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if closeup-ops dies, so no orphan ssh holds the port."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 @dataclass
@@ -186,7 +42,7 @@ class Tunnel:
     announce: Callable[[str], None] = output.info
     forwards: list[Forward] = field(default_factory=list)
     cluster: bool = False
-    engine: OpenSshForwards | None = None
+    engine: Any = None  # ops.forward_engines: OpenSshForwards or ParamikoForwards
     reconnects: int = 0
 
     @property
@@ -213,7 +69,7 @@ class Tunnel:
         """Start the forwards with the host key `check` verified."""
         s = self.settings
         self.forwards = [Forward(s.host, s.port, self.local_port)]
-        self.engine = OpenSshForwards(self.bastion, host_key, self.forwards)
+        self.engine = make_engine(self.bastion, host_key, self.forwards)
         self.engine.start()
         if s.cluster is not False:
             self._add_cluster_nodes()
