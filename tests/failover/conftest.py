@@ -36,7 +36,7 @@ class Pair:
 
 
 def _pair(tmp_path: Path, via_repl_proxy: bool) -> Pair:
-    primary = start_redis(tmp_path / "primary")
+    primary = start_redis(tmp_path / "primary", "--repl-diskless-sync-delay", "0")
     repl = TcpProxy(("127.0.0.1", primary.port)).start() if via_repl_proxy else None
     upstream = repl.port if repl else primary.port
     replica = start_redis(

@@ -24,7 +24,7 @@ def test_injected_outage_downtime_matches(cli, pair, health_server):
     delay = 1.2
 
     def outage(marks: dict) -> None:
-        time.sleep(1.0)  # the probe is writing
+        wait_until(lambda: len(probe_keys(pair.primary)) >= 10, "the probe to write")
         health_server.status_code = 503
         marks["t0"] = time.monotonic()
         pair.primary.kill()
@@ -88,7 +88,7 @@ def test_deterministic_loss_counts_acknowledged_writes_gone(cli, pair_via_repl_p
     pair = pair_via_repl_proxy
 
     def outage(marks: dict) -> None:
-        time.sleep(0.8)
+        wait_until(lambda: len(probe_keys(pair.replica)) >= 10, "replicated probe writes")
         pair.repl.freeze_downstream()
         os.kill(pair.replica.pid, signal.SIGSTOP)
         time.sleep(1.0)  # writes acknowledged by the primary only
