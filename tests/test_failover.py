@@ -76,3 +76,14 @@ def test_trigger_aws_refused_when_automatic_failover_is_off(cli, redis_plain, mo
     errors = [line for line in r.err_lines if line.startswith("closeup-ops: error:")]
     assert len(errors) == 1 and "automatic failover is disabled" in errors[0]
     assert read_entries()[-1]["result"] == "error"
+
+
+def test_via_bastion_probes_through_the_tunnel(cli, redis_plain, sshd):
+    """--via-bastion: the probe and the read-back go through the SSH tunnel."""
+    from helpers.bastion import bastion_env
+
+    env = {**server_env(redis_plain), **bastion_env(sshd)}
+    r = cli("failover-test", "--via-bastion", "--json", "--duration", "1", env=env)
+    assert r.code == 0, r.err
+    s = r.json()["summary"]
+    assert s["acknowledged"] == s["attempted"] > 5 and s["lost"] == 0
