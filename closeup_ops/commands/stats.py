@@ -119,7 +119,6 @@ def _once(settings: Settings, limits: Any, since_s: int, no_aws: bool, no_info: 
 def _cloudwatch(settings: Settings, since_s: int):
     """(CloudWatchSummary, None), or (None, why CloudWatch was skipped)."""
     from closeup_ops.connect.aws import aws_client
-    from closeup_ops.errors import AwsResourceError
     from closeup_ops.ops.cache_lookup import lookup
     from closeup_ops.ops.cloudwatch import fetch
     from closeup_ops.ops.doctor_aws import cache_hosts
@@ -131,17 +130,11 @@ def _cloudwatch(settings: Settings, since_s: int):
             "REDIS_HOST to the ElastiCache endpoint)"
         )
     try:
-        cache = lookup(aws_client(settings, "elasticache"), settings.cache, hosts)
+        cache = lookup(aws_client(settings, "elasticache"), settings)
     except Exception as exc:
         if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
             return None, "skipped: no AWS credentials"
         raise
-    if cache is None:
-        what = settings.cache or " / ".join(hosts)
-        raise AwsResourceError(
-            f"cache {what} not found",
-            "check --cache and AWS_REGION (`closeup-ops caches` lists them)",
-        )
     return fetch(aws_client(settings, "cloudwatch"), cache, since_s), None
 
 

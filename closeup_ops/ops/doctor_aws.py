@@ -71,7 +71,7 @@ def aws_checks(
         )
         return
     try:
-        cache = lookup(aws("elasticache"), settings.cache, hosts)
+        cache = lookup(aws("elasticache"), settings)
     except Exception as exc:
         if _no_credentials(exc):
             yield from _skip_all(
@@ -82,9 +82,9 @@ def aws_checks(
         yield Check("aws-cache", FAIL, *explain(exc))
         yield from _skip_all("")[1:]
         return
-    check = check_cache(cache, settings)
+    check = check_cache(cache)
     yield check
-    if check.status == FAIL or cache is None:
+    if check.status == FAIL:
         yield from _skip_all("")[1:]
         return
     later: list[tuple[str, Callable[[], Check]]] = [
@@ -102,20 +102,7 @@ def aws_checks(
             yield Check(name, FAIL, *explain(exc))
 
 
-def check_cache(cache: CacheFacts | None, settings: Settings) -> Check:
-    if cache is None:
-        what = (
-            f"no cache named {settings.cache!r}"
-            if settings.cache
-            else f"no cache has the endpoint {' or '.join(cache_hosts(settings))}"
-        )
-        return Check(
-            "aws-cache",
-            FAIL,
-            f"{what} in this account and region",
-            "check --cache / ELASTICACHE_CACHE and AWS_REGION (list them with "
-            "`closeup-ops caches`)",
-        )
+def check_cache(cache: CacheFacts) -> Check:
     evidence = f"{cache.kind} {cache.name} ({cache.engine or '?'}) is {cache.status}"
     if cache.status == "available":
         return Check("aws-cache", OK, evidence)

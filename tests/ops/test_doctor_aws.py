@@ -9,7 +9,8 @@ from helpers import aws as aws_helpers
 from helpers.aws import REGION, serverless_desc, stubbed
 from helpers.common import server_env
 
-from closeup_ops.ops.cache_lookup import REPLICATION_GROUP, CacheFacts, by_address, lookup
+from closeup_ops.errors import AwsResourceError
+from closeup_ops.ops.cache_lookup import REPLICATION_GROUP, CacheFacts, lookup
 from closeup_ops.ops.doctor_aws import (
     aws_checks,
     check_alarms,
@@ -157,7 +158,7 @@ def test_matching_rule_all_traffic_and_ports():
 
 
 def test_cache_without_snapshot_retention_fails(moto_world):
-    cache = lookup(client("elasticache"), "demo", [])
+    cache = lookup(client("elasticache"), Settings(cache="demo"))
     assert cache is not None and cache.snapshot_retention == 0
     check = check_backups(cache)
     assert check.status == "fail" and "retention 0" in check.evidence
@@ -169,13 +170,13 @@ def test_cache_with_snapshot_retention_passes(moto_world):
     client("elasticache").modify_replication_group(
         ReplicationGroupId="demo", SnapshotRetentionLimit=7
     )
-    check = check_backups(lookup(client("elasticache"), "demo", []))
+    check = check_backups(lookup(client("elasticache"), Settings(cache="demo")))
     assert check.status == "ok" and "7 days" in check.evidence
 
 
 def test_no_alarms_fails_then_an_alarm_passes_then_firing_warns(moto_world):
     cw = client("cloudwatch")
-    cache = lookup(client("elasticache"), "demo", [])
+    cache = lookup(client("elasticache"), Settings(cache="demo"))
     check = check_alarms(cache, cw)
     assert check.status == "fail" and "put-metric-alarm" in check.fix
     # an alarm on another cache does not count
@@ -259,9 +260,11 @@ def test_cache_not_found_fails_and_later_checks_skip(moto_world):
 
 def test_found_by_endpoint_address(moto_world):
     address = moto_world.group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
-    found = by_address(client("elasticache"), [address.upper()])
-    assert found is not None and found.name == "demo"
-    assert by_address(client("elasticache"), ["nothing.example"]) is None
+    found = lookup(client("elasticache"), Settings(host=address.upper()))
+    assert found.name == "demo" and found.kind == REPLICATION_GROUP
+    assert found.member_clusters == ["demo-001"] and found.port == 6379
+    with pytest.raises(AwsResourceError):
+        lookup(client("elasticache"), Settings(host="nothing.use1.cache.amazonaws.com"))
 
 
 def test_no_credentials_skips(monkeypatch, aws_env):
