@@ -273,3 +273,10 @@ def test_standalone_db_out_of_range(cli, redis_plain):
     cluster = checks(r)["cluster"]
     assert cluster["status"] == "fail" and "SELECT 99" in cluster["evidence"]
     assert "REDIS_DB" in cluster["fix"]
+
+
+def test_help_shows_the_doctor_flags(cli):
+    r = cli("doctor", "--help")
+    assert r.code == 0
+    assert "--client-sg SG" in r.out and "--client-ip IP" in r.out
+    assert "--no-no-aws" not in r.out and "Skip the AWS checks" in r.out

@@ -336,3 +336,11 @@ def test_cloudwatch_human_output(cli, moto_world):
     assert row.split()[1:] == ["Average", "75", "75", "75"]
     assert "no data" in next(line for line in r.out.splitlines() if line.startswith("CacheHits"))
     assert "BREACH  cpu" in r.out and "ok      evictions" in r.out
+
+
+def test_help_shows_the_threshold_flags(cli):
+    r = cli("stats", "--help")
+    assert r.code == 0
+    for flag in ("--max-cpu", "--max-evictions", "--min-hit-rate", "--max-throttled"):
+        assert flag in r.out
+    assert "[default: 70.0]" in r.out and "--no-no-aws" not in r.out

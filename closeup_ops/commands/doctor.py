@@ -1,7 +1,5 @@
 """`closeup-ops doctor`: the guide's troubleshooting as an ordered checklist."""
 
-from __future__ import annotations
-
 from typing import Annotated, Optional
 
 import typer

@@ -5,8 +5,6 @@ ends, so it is not reported as an interruption: the exit code says whether a thr
 breached while watching (0 or 6), as it does for a one-shot run.
 """
 
-from __future__ import annotations
-
 import sys
 import time
 from typing import Annotated, Any
