@@ -331,7 +331,7 @@ def test_cloudwatch_human_output(cli, moto_world):
     put_metrics("demo-001", {"EngineCPUUtilization": [75.0], "Evictions": [0.0]})
     r = cli("stats", "--no-info", "--cache", "demo", env={"AWS_REGION": REGION})
     assert r.code == 6, r.err
-    assert "CloudWatch demo (replication-group), last 60 min, 1 min periods" in r.out
+    assert "CloudWatch demo (replication-group), last 1 h, 1 min periods" in r.out
     row = next(line for line in r.out.splitlines() if line.startswith("EngineCPUUtilization"))
     assert row.split()[1:] == ["Average", "75", "75", "75"]
     assert "no data" in next(line for line in r.out.splitlines() if line.startswith("CacheHits"))

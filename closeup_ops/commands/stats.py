@@ -172,9 +172,11 @@ def _show(report) -> None:
         )
     cw = report.cloudwatch
     if cw is not None:
+        from closeup_ops.ops.cloudwatch import span
+
         output.line(
-            f"CloudWatch {cw.cache} ({cw.kind}), last {cw.since_s // 60} min, "
-            f"{cw.period_s // 60} min periods"
+            f"CloudWatch {cw.cache} ({cw.kind}), last {span(cw.since_s)}, "
+            f"{span(cw.period_s)} periods"
         )
         rows = []
         for m in cw.metrics.values():

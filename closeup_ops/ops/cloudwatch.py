@@ -158,7 +158,7 @@ def _combine(
 
 def judge(cwsum: CloudWatchSummary, limits: Thresholds) -> list[Judgement]:
     m = cwsum.metrics
-    window = f"over the last {_span(cwsum.since_s)}"
+    window = f"over the last {span(cwsum.since_s)}"
     out: list[Judgement] = []
     cpu = next(
         (
@@ -176,7 +176,7 @@ def judge(cwsum: CloudWatchSummary, limits: Thresholds) -> list[Judgement]:
                 cpu.peak,
                 limits.max_cpu,
                 cpu.peak >= limits.max_cpu,
-                f"{cpu.name} peak {cpu.peak:.1f}% ({_span(cwsum.period_s)} average, "
+                f"{cpu.name} peak {cpu.peak:.1f}% ({span(cwsum.period_s)} average, "
                 f"{cpu.peak_at}) {window} (limit {limits.max_cpu:g}%)",
             )
         )
@@ -213,7 +213,7 @@ def judge(cwsum: CloudWatchSummary, limits: Thresholds) -> list[Judgement]:
     return out
 
 
-def _span(seconds: int) -> str:
+def span(seconds: int) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size and seconds % size == 0:
             return f"{seconds // size} {unit}"
