@@ -43,6 +43,10 @@ def _pair(tmp_path: Path, via_repl_proxy: bool) -> Pair:
         tmp_path / "replica", "--replicaof", "127.0.0.1", str(upstream), "--repl-timeout", "60"
     )
     wait_until(lambda: link_up(replica), "the replica to sync")
+    # The link is "up" before the primary streams to the replica (it waits for the first
+    # ACK); a write seen on the replica shows the stream flows.
+    client_for(primary).set("failover-test:sentinel", "1")
+    wait_until(lambda: client_for(replica).get("failover-test:sentinel") == b"1", "streaming")
     endpoint = TcpProxy(("127.0.0.1", primary.port)).start()
     return Pair(primary, replica, endpoint, repl, [primary, replica])
 

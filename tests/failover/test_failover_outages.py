@@ -56,6 +56,7 @@ def test_injected_outage_downtime_matches(cli, pair, health_server):
     s = doc["summary"]
     assert abs(s["downtime_s"] - injected) <= 0.150, (s["downtime_s"], injected)
     assert s["outages"] == 1 and s["recovered"] is True
+    assert s["lost"] == 0  # the replica was streaming: every acknowledged write survived
     assert s["failed"] > 0 and s["acknowledged"] == s["attempted"] - s["write_failures"]
     assert set(s["errors_by_type"]) <= {
         "connection_closed",
