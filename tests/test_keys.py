@@ -140,7 +140,14 @@ def test_summary_separator(cli, redis_plain):
         fill(client, prefix + ".a.{}", 5)
         fill(client, prefix + ".b.{}", 7, ttl=60)
         r = cli(
-            "keys", f"{prefix}.*", "--summary", "--separator", ".", "--depth", "2", "--json",
+            "keys",
+            f"{prefix}.*",
+            "--summary",
+            "--separator",
+            ".",
+            "--depth",
+            "2",
+            "--json",
             env=server_env(redis_plain),
         )
         assert r.code == 0, r.err
@@ -180,8 +187,7 @@ def test_values_masked_unless_reveal(cli, target):
     mode, env, data = target
     r = cli("keys", f"{data.prefix}:otp:1", "--values", "--json", env=env)
     (row,) = ndjson(r.out)
-    assert row == {"key": f"{data.prefix}:otp:1", "type": "string", "length": 6,
-                   "value": "******"}
+    assert row == {"key": f"{data.prefix}:otp:1", "type": "string", "length": 6, "value": "******"}
     assert "100001" not in r.out + r.err
     r = cli("keys", f"{data.prefix}:otp:1", "--values", env=env)
     assert "******" in r.out and "100001" not in r.out
@@ -198,8 +204,12 @@ def test_values_masked_unless_reveal(cli, target):
 def test_unusual_keys_are_escaped(cli, redis_plain):
     client = client_for(redis_plain)
     prefix = unique_prefix()
-    odd = [f"{prefix}:quote\"back\\slash".encode(), f"{prefix}:esc\x1b[31m".encode(),
-           f"{prefix}:bin".encode() + b"\xff\xfe", f"{prefix}:ünï".encode()]
+    odd = [
+        f'{prefix}:quote"back\\slash'.encode(),
+        f"{prefix}:esc\x1b[31m".encode(),
+        f"{prefix}:bin".encode() + b"\xff\xfe",
+        f"{prefix}:ünï".encode(),
+    ]
     try:
         for key in odd:
             client.set(key, "1")
@@ -207,8 +217,10 @@ def test_unusual_keys_are_escaped(cli, redis_plain):
         rows = ndjson(r.out)
         import base64
 
-        got = {base64.b64decode(row["key_base64"]) if "key_base64" in row
-               else row["key"].encode() for row in rows}
+        got = {
+            base64.b64decode(row["key_base64"]) if "key_base64" in row else row["key"].encode()
+            for row in rows
+        }
         assert got == set(odd)
         r = cli("keys", f"{prefix}:*", env=server_env(redis_plain))
         assert "\x1b" not in r.out and "\\x1b[31m" in r.out
@@ -257,19 +269,27 @@ def test_delete_yes_removes_only_matching_keys(cli, redis_plain, redis_cluster, 
     thread = threading.Thread(target=writer)
     thread.start()
     try:
-        r = cli("keys", f"{prefix}:del:*", "--delete", "--yes", "--scan-count", "200",
-                "--json", env=server_env(entry))
+        r = cli(
+            "keys",
+            f"{prefix}:del:*",
+            "--delete",
+            "--yes",
+            "--scan-count",
+            "200",
+            "--json",
+            env=server_env(entry),
+        )
     finally:
         stop.set()
         thread.join()
     try:
         assert r.code == 0, r.err
         doc = r.json()
-        assert doc["deleted"] == 6000 and doc["dry_run"] is False
+        assert doc["deleted"] == 6000 and doc["dry_run"] is False, (doc, r.err)
         assert written, "the writer never ran"
         assert not list(client.scan_iter(f"{prefix}:del:*", count=1000))
         survivors = {k.decode() for k in client.scan_iter(f"{prefix}:keep:*", count=1000)}
-        assert len(survivors) == 500 + len(written)
+        assert len(survivors) == 500 + len(written), (len(survivors), len(written), r.err)
         assert set(written) <= survivors
         entries = audit.read_entries()
         assert len(entries) == 1
@@ -287,8 +307,15 @@ def test_delete_human_and_limit(cli, redis_plain):
     prefix = unique_prefix()
     fill(client, prefix + ":x:{}", 50)
     try:
-        r = cli("keys", f"{prefix}:x:*", "--delete", "--yes", "--limit", "20",
-                env=server_env(redis_plain))
+        r = cli(
+            "keys",
+            f"{prefix}:x:*",
+            "--delete",
+            "--yes",
+            "--limit",
+            "20",
+            env=server_env(redis_plain),
+        )
         assert r.code == 0, r.err
         assert r.out.startswith(f"deleted 20 keys matching '{prefix}:x:*'")
         assert len(list(client.scan_iter(f"{prefix}:x:*"))) == 30
@@ -323,3 +350,177 @@ def test_bad_options_exit_2(cli, args, needle):
     assert r.code == 2, r.err
     assert needle in r.err
     assert len(r.err_lines) == 1 and "Traceback" not in r.err
+
+
+# --- faults, on servers of our own (killed, or started without MEMORY) ------------------
+
+
+@pytest.fixture
+def own_server(tmp_path):
+    from closeup_ops.local.servers import start_redis
+
+    started = []
+
+    def start(*extra: str, keys: int = 20_000):
+        server = start_redis(
+            tmp_path / f"own{len(started)}", "--enable-debug-command", "yes", *extra
+        )
+        started.append(server)
+        client = client_for(server)
+        client.execute_command("DEBUG", "POPULATE", keys, "otp")
+        client.close()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def kill_after(monkeypatch, server, calls: int) -> None:
+    """Kill the server (by PID) when the scan has read `calls` batches of replies."""
+    from closeup_ops.ops import keyspace_scan
+
+    real = keyspace_scan.NodeChannel.read
+    seen = [0]
+
+    def read(self, n):
+        seen[0] += 1
+        if seen[0] == calls:
+            server.kill()
+        return real(self, n)
+
+    monkeypatch.setattr(keyspace_scan.NodeChannel, "read", read)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["keys", "otp:*", "--json", "--scan-count", "100"],
+        ["keys", "--summary", "--scan-count", "100"],
+        ["ttl", "--pattern", "otp:*", "--scan-count", "100"],
+    ],
+)
+def test_server_killed_mid_scan_exit_3_with_count(cli, own_server, monkeypatch, args):
+    server = own_server()
+    kill_after(monkeypatch, server, 20)
+    r = cli(*args, env=server_env(server))
+    assert r.code == 3, r.err
+    assert len(r.err_lines) == 1 and "Traceback" not in r.err
+    import re
+
+    m = re.search(r"scanned (\d+) keys before the connection was lost", r.err)
+    assert m, r.err
+    scanned = int(m.group(1))
+    assert 0 < scanned < 20_000
+    if "--json" in args:
+        assert 0 < len(ndjson(r.out)) <= scanned
+
+
+def test_server_killed_mid_delete_says_what_was_deleted(cli, own_server, monkeypatch):
+    server = own_server()
+    kill_after(monkeypatch, server, 10)
+    r = cli("keys", "otp:*", "--delete", "--yes", "--scan-count", "100", env=server_env(server))
+    assert r.code == 3, r.err
+    assert "before the connection was lost" in r.err and "; deleted at least " in r.err
+    (entry,) = audit.read_entries()
+    assert entry["result"].startswith("failed: scanned")
+    assert 0 < entry["deleted"] < 20_000
+
+
+def test_ctrl_c_mid_stream_exit_130_with_what_was_done(cli, own_server, monkeypatch):
+    server = own_server()
+    from closeup_ops.ops import keyspace_encode
+
+    real = keyspace_encode.ndjson_batch
+    calls = [0]
+
+    def interrupting(*a, **kw):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(keyspace_encode, "ndjson_batch", interrupting)
+    r = cli("keys", "otp:*", "--json", "--scan-count", "100", env=server_env(server))
+    assert r.code == 130
+    assert "interrupted: scanned" in r.err and "on 0 of 1 primaries, listed" in r.err
+    assert len(r.err_lines) == 1
+    assert len(ndjson(r.out)) > 0
+
+
+def test_ctrl_c_mid_delete_exit_130_audited(cli, own_server, monkeypatch):
+    server = own_server()
+    from closeup_ops.ops import keyspace
+
+    real = keyspace.unlink_commands
+    calls = [0]
+
+    def interrupting(keys, cluster):
+        calls[0] += 1
+        if calls[0] == 5:
+            raise KeyboardInterrupt
+        return real(keys, cluster)
+
+    monkeypatch.setattr(keyspace, "unlink_commands", interrupting)
+    r = cli("keys", "otp:*", "--delete", "--yes", "--scan-count", "100", env=server_env(server))
+    assert r.code == 130
+    assert "interrupted: scanned" in r.err and "deleted " in r.err
+    (entry,) = audit.read_entries()
+    assert entry["result"] == "interrupted" and entry["deleted"] > 0
+    left = client_for(server).dbsize()
+    assert left == 20_000 - entry["deleted"]
+
+
+def test_memory_refused_column_says_so_once(cli, own_server):
+    server = own_server("--rename-command", "MEMORY", "", keys=3000)
+    r = cli("keys", "otp:*", "--memory", "--ttl", "--json", env=server_env(server))
+    assert r.code == 0, r.err
+    rows = ndjson(r.out)
+    assert len(rows) == 3000
+    assert all(row["memory"] is None and row["ttl_ms"] == -1 for row in rows)
+    assert r.err.count("refused MEMORY USAGE") == 1
+    r = cli("keys", "otp:*", "--memory", env=server_env(server))
+    assert r.code == 0 and "\tn/a" in r.out
+    r = cli("keys", "--summary", "--json", env=server_env(server))
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert doc["keys"] == 3000 and doc["total_bytes"] is None
+    assert "MEMORY USAGE" in doc["memory_refused"]
+
+
+def test_only_scan_with_large_count_and_pipelined_batches(cli, own_server, monkeypatch):
+    """INFO commandstats after every keyspace command: no KEYS, few SCANs (COUNT 1000),
+    and the per-key commands went out in a handful of writes, not one per key."""
+    server = own_server(keys=20_000)
+    client = client_for(server)
+    client.expire("otp:1", 300)
+    from closeup_ops.ops import keyspace_scan
+
+    sends = [0]
+    real = keyspace_scan.NodeChannel.send
+
+    def counting(self, payload, replies):
+        sends[0] += 1
+        return real(self, payload, replies)
+
+    monkeypatch.setattr(keyspace_scan.NodeChannel, "send", counting)
+    env = server_env(server)
+    client.config_resetstat()
+    runs = [
+        ("keys", "otp:*", "--ttl", "--memory", "--json"),
+        ("keys", "--summary"),
+        ("keys", "otp:*", "--delete"),
+        ("ttl", "--pattern", "otp:*"),
+    ]
+    for args in runs:
+        assert cli(*args, env=env).code == 0
+    stats = client.info("commandstats")
+    assert "cmdstat_keys" not in stats
+    scans = stats["cmdstat_scan"]["calls"]
+    # ~20 SCAN calls per run with COUNT 1000 over 20k keys (redis-cli's COUNT 10: ~2000).
+    assert scans <= 4 * 25
+    assert stats["cmdstat_pttl"]["calls"] == 3 * 20_000
+    assert stats["cmdstat_memory|usage"]["calls"] == 2 * 20_000
+    # Every write carries a SCAN and/or a whole batch of per-key commands.
+    assert sends[0] <= 2 * scans + 4
+    client.close()

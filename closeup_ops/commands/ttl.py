@@ -1,8 +1,8 @@
 """`closeup-ops ttl`: TTLs of keys, or over a pattern a histogram and the keys that break
 the expected maximum (exit 6)."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: typer resolves these option annotations in
+# options.py's namespace, where string annotations may not resolve.
 from typing import Annotated, Any, Optional
 
 import typer

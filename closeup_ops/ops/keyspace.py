@@ -87,6 +87,8 @@ class ScanStats:
 
     def done(self) -> str:
         text = f"scanned {self.scanned} keys on {self.nodes_done} of {self.nodes} primaries"
+        if self.listed:
+            text += f", listed {self.listed}"
         if self.deleted is not None:
             text += f", deleted {self.deleted}"
         return text
@@ -98,16 +100,30 @@ def guard(stats: ScanStats) -> Iterator[None]:
     try:
         yield
     except ConnectionLost as exc:
-        raise ConnectError(
-            f"scanned {stats.scanned} keys before the connection was lost "
-            f"({exc.address}: {exc.reason})"
-            + (f"; deleted {stats.deleted}" if stats.deleted is not None else ""),
-            "check the server and rerun; SCAN resumes from the start",
-        ) from None
+        raise _lost(stats, f"{exc.address}: {exc.reason}") from None
     except ServerRefused as exc:
         raise _refusal(exc.address, exc.message) from None
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: {stats.done()}") from None
+    except Exception as exc:
+        # A node that cannot be reached after others were scanned (cluster mode).
+        if stats.scanned and _is_connection_error(exc):
+            raise _lost(stats, str(exc).split("\n")[0]) from None
+        raise
+
+
+def _lost(stats: ScanStats, reason: str) -> ConnectError:
+    done = f"; deleted at least {stats.deleted}" if stats.deleted is not None else ""
+    return ConnectError(
+        f"scanned {stats.scanned} keys before the connection was lost ({reason}){done}",
+        "check the server and rerun; SCAN starts again from the beginning",
+    )
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    import redis.exceptions as rx
+
+    return isinstance(exc, (rx.ConnectionError, rx.TimeoutError, OSError))
 
 
 def _refusal(address: str, message: str) -> errors.OpsError:
@@ -308,6 +324,13 @@ def delete_keys(
                             progress(stats)
                         if spec.limit is not None and report.matched >= spec.limit:
                             break
+                except (Exception, KeyboardInterrupt) as exc:
+                    if yes and not isinstance(exc, ConnectionLost):
+                        # UNLINKs already sent were done by the server: count them too.
+                        done = channel.drain()
+                        report.deleted += sum(r for r in done if type(r) is int)
+                        stats.deleted = report.deleted
+                    raise
                 finally:
                     channel.close()
                 stats.nodes_done += 1

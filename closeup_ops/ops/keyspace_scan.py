@@ -92,6 +92,7 @@ class NodeChannel:
         self._buf = bytearray(READ_CHUNK)
         self._view = memoryview(self._buf)
         self.pending = 0  # replies sent for but not read yet
+        self._taken: list[Any] = []  # replies read by an unfinished read()
 
     def send(self, payload: bytes, replies: int) -> None:
         if not replies:
@@ -103,18 +104,35 @@ class NodeChannel:
         self.pending += replies
 
     def read(self, n: int) -> list[Any]:
-        """The next n replies (error replies come back as hiredis.ReplyError objects)."""
-        out: list[Any] = []
+        """The next n replies (error replies come back as hiredis.ReplyError objects).
+
+        Replies taken before an interruption are kept for drain(), so that what the
+        server already did (UNLINKs) can still be counted."""
+        out = self._taken
+        want = n + len(out)
         gets = self._reader.gets
         while True:
             # Drain the parsed replies in C; islice never takes one beyond the n asked
             # for. (A callable iterator ends for good at the sentinel: a new one each time.)
-            out.extend(islice(iter(gets, _NO_DATA), n - len(out)))
-            if len(out) >= n:
+            out.extend(islice(iter(gets, _NO_DATA), want - len(out)))
+            if len(out) >= want:
                 break
             self._fill()
+        self._taken = []
         self.pending -= n
         return out
+
+    def drain(self, timeout: float = 2.0) -> list[Any]:
+        """After an interruption: every reply still due, or as many as arrive in time."""
+        got = self._taken
+        self._taken = []
+        try:
+            self._sock.settimeout(timeout)
+            while self.pending > 0:
+                got.extend(self.read(1))
+        except (ConnectionLost, OSError):
+            pass
+        return got
 
     def request(self, payload: bytes, replies: int) -> list[Any]:
         self.send(payload, replies)
