@@ -28,7 +28,34 @@ def aws_session(settings: Settings) -> Any:
         session.get_config_variable("region")  # raises ProfileNotFound for a bad profile
     except Exception as exc:
         raise errors.classify(exc) from None
+    _quick_service_listing(session)
     return session
+
+
+def _quick_service_listing(session: Any) -> None:
+    """Before loading one service's model, botocore lists every service it knows by stat-ing
+    each of ~400 data directories and their versions (~2,700 stat calls, 40-60 ms, twice per
+    client), only to check that the name exists. A directory listing answers that; a name
+    that is not there still fails as botocore would (UnknownServiceError)."""
+    import os
+
+    loader = session.get_component("data_loader")
+    cache = getattr(loader, "_cache", None)
+    paths = getattr(loader, "search_paths", None)
+    if not isinstance(cache, dict) or not paths:
+        return  # a botocore that works differently: keep its own listing
+
+    def listing(type_name: str) -> list[str]:
+        key = ("list_available_services", type_name)
+        if key not in cache:
+            names: set[str] = set()
+            for path in paths:
+                if os.path.isdir(path):
+                    names.update(d for d in os.listdir(path) if not d.startswith((".", "_")))
+            cache[key] = sorted(names)
+        return cache[key]
+
+    loader.list_available_services = listing
 
 
 def resolve_region(settings: Settings, session: Any | None = None) -> str:

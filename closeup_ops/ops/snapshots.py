@@ -100,22 +100,54 @@ def default_name(cache: str, now: datetime.datetime | None = None) -> str:
 
 
 def list_snapshots(client: Any, cache: CacheRef | None = None) -> list[SnapshotInfo]:
-    """Both kinds of snapshots (only the cache's own when `cache` is given), oldest first."""
-    out: list[SnapshotInfo] = []
-    if cache is None or cache.kind != SERVERLESS:
-        kw = {}
-        if cache is not None:
-            key = "ReplicationGroupId" if cache.kind == REPLICATION_GROUP else "CacheClusterId"
-            kw[key] = cache.name
-        found = pages(client.describe_snapshots, "Snapshots", **kw)
-        out += [from_node_snapshot(s) for s in found]
-    if cache is None or cache.kind == SERVERLESS:
-        kw = {"ServerlessCacheName": cache.name} if cache is not None else {}
-        found = optional_serverless(
-            client.describe_serverless_cache_snapshots, "ServerlessCacheSnapshots", **kw
+    """Both kinds of snapshots (only the cache's own when `cache` is given), oldest first.
+    Without a cache the two Describe calls run side by side: one round trip, not two."""
+    if cache is not None and cache.kind == SERVERLESS:
+        out = _serverless_snapshots(client, {"ServerlessCacheName": cache.name})
+    elif cache is not None:
+        key = "ReplicationGroupId" if cache.kind == REPLICATION_GROUP else "CacheClusterId"
+        out = _node_snapshots(client, {key: cache.name})
+    else:
+        out = _side_by_side(
+            lambda: _node_snapshots(client, {}), lambda: _serverless_snapshots(client, {})
         )
-        out += [from_serverless_snapshot(s) for s in found]
     return sorted(out, key=lambda s: (s.created or "", s.name))
+
+
+def _node_snapshots(client: Any, kw: dict[str, str]) -> list[SnapshotInfo]:
+    return [from_node_snapshot(s) for s in pages(client.describe_snapshots, "Snapshots", **kw)]
+
+
+def _serverless_snapshots(client: Any, kw: dict[str, str]) -> list[SnapshotInfo]:
+    found = optional_serverless(
+        client.describe_serverless_cache_snapshots, "ServerlessCacheSnapshots", **kw
+    )
+    return [from_serverless_snapshot(s) for s in found]
+
+
+def _side_by_side(
+    first: Callable[[], list[SnapshotInfo]], second: Callable[[], list[SnapshotInfo]]
+) -> list[SnapshotInfo]:
+    """first() + second(), the second in a thread (botocore clients are thread-safe)."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = second()
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        out = first()
+    finally:
+        thread.join()
+    if "error" in box:
+        raise box["error"]
+    return out + box["value"]
 
 
 def _code(exc: BaseException) -> str:

@@ -209,3 +209,15 @@ def test_aws_error_codes_map_to_spec_exit_codes(code, exit_code, hint):
     assert mapped.exit_code == exit_code
     assert code in mapped.line() and hint.lower() in mapped.line().lower()
     assert "\n" not in mapped.line()
+
+
+def test_quick_service_listing_keeps_botocore_behaviour(aws_env):
+    from botocore.exceptions import UnknownServiceError
+
+    session = aws.aws_session(Settings())
+    known = session.get_component("data_loader").list_available_services("service-2")
+    assert {"elasticache", "ec2", "cloudwatch"} <= set(known)
+    for service in ("elasticache", "ec2", "cloudwatch"):
+        assert aws.aws_client(Settings(), service, session).meta.service_model.service_name
+    with pytest.raises(UnknownServiceError):
+        aws.aws_client(Settings(), "not-a-service", session)
