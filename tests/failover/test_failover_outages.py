@@ -191,3 +191,54 @@ def test_ctrl_c_exits_130_with_what_was_measured(cli, redis_plain):
     assert doc["summary"]["acknowledged"] > 5 and doc["summary"]["lost"] == 0
     assert "interrupted" in r.err
     assert read_entries()[-1]["result"] == "interrupted"
+
+
+def test_cluster_primary_killed_trigger_none_follows_the_promotion(cli, own_cluster):
+    """--trigger none while the test kills the primary serving the probe's slot: the cluster
+    promotes its replica, the probe rediscovers the topology like a client would, and the
+    report shows the outage, the new primary and no lost writes from a synced replica."""
+
+    def serving_primary():
+        for node in own_cluster.nodes:
+            if node.alive() and probe_keys(node):
+                if client_for(node).info("replication")["role"] == "master":
+                    return node
+        return None
+
+    def outage(marks: dict) -> None:
+        wait_until(
+            lambda: serving_primary() is not None and len(probe_keys(serving_primary())) >= 10,
+            "probe writes",
+        )
+        victim = serving_primary()
+        marks["victim"] = victim.address
+        time.sleep(0.2)
+        victim.kill()
+
+    injector = Injector(outage)
+    injector.start()
+    r = cli(
+        "failover-test",
+        "--json",
+        "--duration",
+        "3",
+        "--recovery-timeout",
+        "20",
+        env=server_env(next(n for n in own_cluster.nodes if n.alive())),
+    )
+    marks = injector.result()
+    assert r.code == 0, r.err
+    doc = r.json()
+    s = doc["summary"]
+    assert doc["primary_before"]["address"] == marks["victim"]
+    assert doc["primary_after"]["address"] != marks["victim"]
+    assert s["recovered"] and s["downtime_s"] > 0.5 and s["lost"] == 0
+    assert set(s["errors_by_type"]) & {
+        "connection_refused",
+        "connection_reset",
+        "connection_closed",
+        "connection_error",
+        "clusterdown",
+        "timeout",
+    }
+    assert "new primary" in events(doc)
