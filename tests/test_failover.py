@@ -87,3 +87,12 @@ def test_via_bastion_probes_through_the_tunnel(cli, redis_plain, sshd):
     assert r.code == 0, r.err
     s = r.json()["summary"]
     assert s["acknowledged"] == s["attempted"] > 5 and s["lost"] == 0
+
+
+def test_unreachable_cache_exits_3_before_any_trigger(cli):
+    from closeup_ops.local.servers import free_port
+
+    env = {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(free_port())}
+    r = cli("failover-test", "--trigger", "cluster", "--duration", "1", env=env)
+    assert r.code == 3
+    assert "refused" in r.err and len(r.err_lines) == 1

@@ -149,7 +149,7 @@ def _show(report) -> None:
     mode = "cluster" if report.cluster else "standalone"
     output.line(
         f"failover-test {report.run_id} on {report.endpoint} ({mode}), trigger "
-        f"{report.trigger}: {report.target}"
+        + (f"{report.trigger}: {report.target}" if report.trigger != "none" else "none")
     )
     output.table(
         ["t (s)", "event", "detail"],
@@ -202,7 +202,7 @@ def _show(report) -> None:
             )
         )
     output.fields_block(pairs, title="Summary")
-    for note in report.notes + report.breaches:
+    for note in report.notes:  # breaches come as the error line (exit 6)
         output.warn(note)
 
 
