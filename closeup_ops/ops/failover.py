@@ -279,7 +279,7 @@ def _measure(
     group: Any,
     timeout: float,
 ) -> FailoverReport:
-    started_at = datetime.datetime.now(datetime.timezone.utc)
+    started_at = probe.started_at
     poller = (
         UrlPoller(opts.probe_url, opts.interval, timeout, probe.now).start()
         if opts.probe_url

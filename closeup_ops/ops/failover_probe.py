@@ -16,6 +16,7 @@ per chunk.
 
 from __future__ import annotations
 
+import datetime
 import socket
 import time
 from collections.abc import Callable
@@ -165,6 +166,7 @@ class Probe:
         self.host = host
         self.clock = clock
         self.t0 = clock()
+        self.started_at = datetime.datetime.now(datetime.timezone.utc)  # wall time of t0
         self.attempts: list[Attempt] = []
         self.slot = key_slot(keys.key(0).encode())
         self.node: str | None = None

@@ -9,7 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from closeup_ops.errors import AwsResourceError, UsageError
+from redis.exceptions import ResponseError
+
+from closeup_ops.errors import AwsResourceError, CheckFailed, UsageError
 from closeup_ops.settings import Settings
 
 SERVERLESS_HINT = (
@@ -260,6 +262,11 @@ def cluster_failover(
     client = connect_node(host, int(port))
     try:
         client.execute_command("CLUSTER FAILOVER")
+    except ResponseError as exc:
+        raise CheckFailed(
+            f"{replica} refused CLUSTER FAILOVER: {exc}",
+            "check CLUSTER NODES: the replica must be connected to its primary and in sync",
+        ) from None
     finally:
         client.close()
     return f"CLUSTER FAILOVER on {replica} (replica of {shard.primary})"

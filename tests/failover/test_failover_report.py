@@ -172,3 +172,17 @@ def test_parse_slots_and_public_url():
     assert parse_slots("0-2,10") == {0, 1, 2, 10}
     assert parse_slots(None) is None
     assert public_url("http://user:pw@app:8080/health") == "http://app:8080/health"
+
+
+def test_cluster_failover_refused_is_a_failed_check(redis_plain):
+    """A node that refuses CLUSTER FAILOVER (here: cluster support disabled) -> exit 6."""
+    import redis
+
+    from closeup_ops.errors import CheckFailed
+    from closeup_ops.ops.failover_trigger import Shard, cluster_failover
+
+    shard = Shard(1, "127.0.0.1:1", [redis_plain.address], set())
+    with pytest.raises(CheckFailed) as caught:
+        cluster_failover(None, shard, lambda host, port: redis.Redis(host=host, port=port))
+    assert caught.value.exit_code == 6
+    assert "refused CLUSTER FAILOVER" in caught.value.line()
