@@ -135,7 +135,8 @@ def restore(
     """Create a NEW cache from SNAPSHOT, copying the source's network and engine settings."""
     _timeout(timeout)
     from closeup_ops.connect.aws import aws_client
-    from closeup_ops.ops import snapshots as ops
+    from closeup_ops.ops import restore as ops
+    from closeup_ops.ops.snapshots import get_snapshot
 
     opts = ops.RestoreOptions(
         node_type=node_type,
@@ -146,7 +147,7 @@ def restore(
         tls=tls,
     )
     client = aws_client(settings, "elasticache")
-    snap = ops.get_snapshot(client, snapshot)
+    snap = get_snapshot(client, snapshot)
     if target == snap.cache:
         raise UsageError(f"--target {target} is the snapshot's own cache", "restore to a NEW name")
     ops.check_target_free(client, target)  # refused (exit 5) before anything is created
@@ -165,6 +166,8 @@ def restore(
             else " (source cache is gone: settings from the snapshot and flags)"
         )
     )
+    for text in result.warnings:
+        output.warn(text)
     if wait:
         with output.progress(f"restore {target}") as update:
             cache = ops.wait_cache(client, target, timeout, update)

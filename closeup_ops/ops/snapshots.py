@@ -18,11 +18,10 @@ from closeup_ops.connect.aws import (
     REPLICATION_GROUP,
     SERVERLESS,
     CacheRef,
-    describe_by_name,
     optional_serverless,
     pages,
 )
-from closeup_ops.errors import AwsResourceError, UsageError
+from closeup_ops.errors import AwsResourceError
 
 DONE = "available"
 FAILED = {"failed"}
@@ -82,12 +81,12 @@ def from_serverless_snapshot(s: dict[str, Any]) -> SnapshotInfo:
         engine_version=config.get("MajorEngineVersion"),
         node_type=None,
         arn=s.get("ARN"),
-        size_bytes=_int(s.get("BytesUsedForCache")),
+        size_bytes=as_int(s.get("BytesUsedForCache")),
         raw=s,
     )
 
 
-def _int(value: Any) -> int | None:
+def as_int(value: Any) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError):
@@ -190,6 +189,36 @@ def create_snapshot(client: Any, cache: CacheRef, name: str) -> SnapshotInfo:
     return from_node_snapshot(got["Snapshot"])
 
 
+def poll(
+    fetch: Callable[[], tuple[str, Any]],
+    what: str,
+    timeout: float,
+    first_delay: float,
+    failed: set[str],
+    hint: str,
+    update: Callable[[str], None] = lambda status: None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Any:
+    """Call fetch() -> (status, value) until the status is available, with backoff
+    (first_delay, x1.5, at most 30 s), for at most `timeout` s. A failed status, or the
+    deadline, exits 5."""
+    deadline = clock() + timeout
+    delay = first_delay
+    while True:
+        status, value = fetch()
+        update(status)
+        if status == DONE:
+            return value
+        if status in failed:
+            raise AwsResourceError(f"{what} failed: {status}", "see its events in the AWS console")
+        left = deadline - clock()
+        if left <= 0:
+            raise AwsResourceError(f"{what} is still {status} after {timeout:.0f} s", hint)
+        sleep(min(delay, left))
+        delay = min(delay * 1.5, 30.0)
+
+
 def wait_snapshot(
     client: Any,
     snapshot: SnapshotInfo,
@@ -198,28 +227,16 @@ def wait_snapshot(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> SnapshotInfo:
-    """Poll until available, with backoff (2 s growing to 30 s), for at most `timeout` s.
-    A failed snapshot, or one still not done at the deadline, exits 5."""
-    deadline = clock() + timeout
-    delay = 2.0
-    while True:
-        update(snapshot.status)
-        if snapshot.status == DONE:
-            return snapshot
-        if snapshot.status in FAILED:
-            raise AwsResourceError(
-                f"snapshot {snapshot.name!r} failed",
-                "see the cache's events in the AWS console and retry",
-            )
-        left = deadline - clock()
-        if left <= 0:
-            raise AwsResourceError(
-                f"snapshot {snapshot.name!r} is still {snapshot.status} after {timeout:.0f} s",
-                "it carries on in AWS; check with `closeup-ops snapshot list` or raise --timeout",
-            )
-        sleep(min(delay, left))
-        delay = min(delay * 1.5, 30.0)
-        snapshot = get_snapshot(client, snapshot.name)
+    """Wait until the snapshot is available (backoff from 2 s); failed or too slow: exit 5."""
+    pending = [snapshot]
+
+    def fetch() -> tuple[str, SnapshotInfo]:
+        snap = pending.pop() if pending else get_snapshot(client, snapshot.name)
+        return snap.status, snap
+
+    hint = "it carries on in AWS; check with `closeup-ops snapshot list` or raise --timeout"
+    what = f"snapshot {snapshot.name!r}"
+    return poll(fetch, what, timeout, 2.0, FAILED, hint, update, sleep, clock)
 
 
 def delete_snapshot(client: Any, snapshot: SnapshotInfo) -> SnapshotInfo:
@@ -227,162 +244,3 @@ def delete_snapshot(client: Any, snapshot: SnapshotInfo) -> SnapshotInfo:
         got = client.delete_serverless_cache_snapshot(ServerlessCacheSnapshotName=snapshot.name)
         return from_serverless_snapshot(got["ServerlessCacheSnapshot"])
     return from_node_snapshot(client.delete_snapshot(SnapshotName=snapshot.name)["Snapshot"])
-
-
-# --- restore -------------------------------------------------------------------------------
-
-
-@dataclass
-class RestoreOptions:
-    """Flags that override what is copied from the source cache (None: copy)."""
-
-    node_type: str | None = None
-    engine_version: str | None = None
-    subnet_group: str | None = None
-    subnet_ids: list[str] | None = None
-    security_group_ids: list[str] | None = None
-    tls: bool | None = None
-
-
-@dataclass
-class RestoreResult:
-    target: str
-    kind: str
-    snapshot: str
-    status: str | None
-    copied_from: str | None  # the source cache whose settings were copied, if it still exists
-    request: dict[str, Any]  # what was sent to AWS (no secrets in it)
-    endpoints: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _pick(flag: Any, *copies: Any) -> Any:
-    if flag is not None:
-        return flag
-    return next((c for c in copies if c not in (None, [], "")), None)
-
-
-def restore_request(
-    snapshot: SnapshotInfo, target: str, source: CacheRef | None, opts: RestoreOptions
-) -> dict[str, Any]:
-    """The Create* parameters for `target` from `snapshot`: flags > the source cache's
-    settings > what the snapshot itself records."""
-    raw, src = snapshot.raw, source
-    groups = _pick(opts.security_group_ids, src.security_group_ids if src else None)
-    description = f"restored from snapshot {snapshot.name} by closeup-ops"
-    if snapshot.kind == SERVERLESS:
-        req: dict[str, Any] = {
-            "ServerlessCacheName": target,
-            "Description": description,
-            "Engine": _pick(None, snapshot.engine, src.engine if src else None) or "redis",
-            "SnapshotArnsToRestore": [snapshot.arn],
-        }
-        major = _pick(
-            opts.engine_version,
-            snapshot.engine_version,
-            src.raw.get("MajorEngineVersion") if src else None,
-        )
-        subnets = _pick(opts.subnet_ids, src.subnet_ids if src else None)
-        extra = {"MajorEngineVersion": major, "SubnetIds": subnets, "SecurityGroupIds": groups}
-        return {**req, **{k: v for k, v in extra.items() if v}}
-    common = {
-        "CacheNodeType": _pick(opts.node_type, src.node_type if src else None, snapshot.node_type),
-        "Engine": _pick(None, snapshot.engine, src.engine if src else None),
-        "EngineVersion": _pick(
-            opts.engine_version, src.engine_version if src else None, snapshot.engine_version
-        ),
-        "CacheSubnetGroupName": _pick(
-            opts.subnet_group, src.subnet_group if src else None, raw.get("CacheSubnetGroupName")
-        ),
-        "SecurityGroupIds": groups,
-        "TransitEncryptionEnabled": _pick(opts.tls, src.tls if src else None),
-        "SnapshotName": snapshot.name,
-    }
-    common = {k: v for k, v in common.items() if v is not None and v != []}
-    if snapshot.kind == CACHE_CLUSTER:
-        return {"CacheClusterId": target, "NumCacheNodes": 1, **common}
-    req = {"ReplicationGroupId": target, "ReplicationGroupDescription": description, **common}
-    node_groups = _int(raw.get("NumNodeGroups")) or 1
-    if node_groups > 1 or (src is not None and src.cluster_mode):
-        req["NumNodeGroups"] = node_groups
-    elif src is not None and src.raw.get("MemberClusters"):
-        req["NumCacheClusters"] = len(src.raw["MemberClusters"])
-    return req
-
-
-def check_target_free(client: Any, target: str) -> None:
-    """Refuse (exit 5) a target name that is already a cache of any kind."""
-    existing = describe_by_name(client, target)
-    if existing is not None:
-        raise AwsResourceError(
-            f"a {existing.kind} called {target!r} already exists",
-            "a restore never touches an existing cache: pick a new --target name",
-        )
-
-
-def restore_snapshot(
-    client: Any,
-    snapshot: SnapshotInfo,
-    target: str,
-    opts: RestoreOptions | None = None,
-    check_target: bool = True,
-) -> RestoreResult:
-    """Create `target` from `snapshot`. The target name is checked first (skip only when
-    the caller has just called check_target_free)."""
-    opts = opts or RestoreOptions()
-    if not target or target == snapshot.cache:
-        raise UsageError(
-            f"--target {target!r} is the snapshot's own cache", "restore to a NEW cache name"
-        )
-    if check_target:
-        check_target_free(client, target)
-    source = describe_by_name(client, snapshot.cache) if snapshot.cache else None
-    request = restore_request(snapshot, target, source, opts)
-    if snapshot.kind == SERVERLESS:
-        made = client.create_serverless_cache(**request)["ServerlessCache"]
-        status, kind = made.get("Status"), SERVERLESS
-    elif snapshot.kind == CACHE_CLUSTER:
-        made = client.create_cache_cluster(**request)["CacheCluster"]
-        status, kind = made.get("CacheClusterStatus"), CACHE_CLUSTER
-    else:
-        made = client.create_replication_group(**request)["ReplicationGroup"]
-        status, kind = made.get("Status"), REPLICATION_GROUP
-    return RestoreResult(
-        target=target,
-        kind=kind,
-        snapshot=snapshot.name,
-        status=status,
-        copied_from=source.name if source else None,
-        request=request,
-    )
-
-
-def wait_cache(
-    client: Any,
-    name: str,
-    timeout: float,
-    update: Callable[[str], None] = lambda status: None,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> CacheRef:
-    """Poll the new cache until available (backoff 5 s growing to 30 s); exit 5 on
-    create-failed or at the deadline."""
-    deadline = clock() + timeout
-    delay = 5.0
-    while True:
-        cache = describe_by_name(client, name)
-        status = cache.status if cache else "creating"
-        update(status or "?")
-        if cache is not None and status == DONE:
-            return cache
-        if status in ("create-failed", "failed", "incompatible-restore"):
-            raise AwsResourceError(
-                f"restoring {name!r} failed: {status}", "see the cache's events in the AWS console"
-            )
-        left = deadline - clock()
-        if left <= 0:
-            raise AwsResourceError(
-                f"{name!r} is still {status} after {timeout:.0f} s",
-                "it carries on in AWS; check with `closeup-ops caches`",
-            )
-        sleep(min(delay, left))
-        delay = min(delay * 1.5, 30.0)

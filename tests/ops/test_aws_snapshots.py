@@ -12,6 +12,7 @@ from helpers.aws import not_found, serverless_desc, stubbed
 
 from closeup_ops.connect import aws
 from closeup_ops.errors import AwsResourceError
+from closeup_ops.ops import restore
 from closeup_ops.ops import snapshots as ops
 from closeup_ops.settings import Settings
 
@@ -157,7 +158,7 @@ def test_restore_replication_group_copies_source_settings(moto_world):
     ec = client()
     group = aws.find_cache(Settings(cache="demo"), ec)
     snap = ops.create_snapshot(ec, group, "demo-snap")
-    result = ops.restore_snapshot(ec, snap, "demo-restored")
+    result = restore.restore_snapshot(ec, snap, "demo-restored")
     assert result.kind == aws.REPLICATION_GROUP and result.copied_from == "demo"
     req = result.request
     assert req["SnapshotName"] == "demo-snap" and req["ReplicationGroupId"] == "demo-restored"
@@ -166,10 +167,10 @@ def test_restore_replication_group_copies_source_settings(moto_world):
     assert req["CacheSubnetGroupName"] == "cache-subnets"  # recorded by the snapshot
     assert aws.find_cache(Settings(cache="demo-restored"), ec).kind == aws.REPLICATION_GROUP
     # flags override what is copied
-    opts = ops.RestoreOptions(
+    opts = restore.RestoreOptions(
         node_type="cache.r7g.large", tls=False, security_group_ids=[moto_world.app_sg]
     )
-    req = ops.restore_snapshot(ec, snap, "demo-2", opts).request
+    req = restore.restore_snapshot(ec, snap, "demo-2", opts).request
     assert req["CacheNodeType"] == "cache.r7g.large" and req["TransitEncryptionEnabled"] is False
     assert req["SecurityGroupIds"] == [moto_world.app_sg]
 
@@ -178,7 +179,7 @@ def test_restore_cache_cluster(moto_world):
     ec = client()
     single = aws.find_cache(Settings(cache="single"), ec)
     snap = ops.create_snapshot(ec, single, "single-snap")
-    result = ops.restore_snapshot(ec, snap, "single-restored")
+    result = restore.restore_snapshot(ec, snap, "single-restored")
     assert result.kind == aws.CACHE_CLUSTER
     assert result.request["CacheClusterId"] == "single-restored"
     assert result.request["EngineVersion"] == "7.0"
@@ -197,10 +198,10 @@ def test_restore_refuses_an_existing_target_before_creating_anything(moto_world)
     )
     for existing in ("single", "demo-snap-target"):
         if existing == "demo-snap-target":
-            ops.restore_snapshot(ec, snap, existing)
+            restore.restore_snapshot(ec, snap, existing)
             created.clear()
         with pytest.raises(AwsResourceError) as err:
-            ops.restore_snapshot(ec, snap, existing)
+            restore.restore_snapshot(ec, snap, existing)
         assert err.value.exit_code == 5 and "already exists" in err.value.line()
         assert created == []
 
@@ -248,7 +249,7 @@ def test_restore_serverless_with_stubber_copies_network():
         expected,
     )
     with stub:
-        result = ops.restore_snapshot(ec, snap, "demo-new")
+        result = restore.restore_snapshot(ec, snap, "demo-new")
     stub.assert_no_pending_responses()
     assert result.kind == aws.SERVERLESS and result.status == "creating"
 
@@ -320,7 +321,7 @@ def test_wait_for_the_restored_cache():
         _cache_status(stub, status)
     clock, seen = Clock(), []
     with stub:
-        cache = ops.wait_cache(ec, "new", 600, seen.append, clock.sleep, clock)
+        cache = restore.wait_cache(ec, "new", 600, seen.append, clock.sleep, clock)
     assert cache.status == "available" and seen == ["creating", "creating", "available"]
     assert clock.sleeps == [5.0, 7.5]
 
@@ -331,5 +332,31 @@ def test_wait_for_a_restore_that_fails_exits_5():
     _cache_status(stub, "create-failed")
     clock = Clock()
     with stub, pytest.raises(AwsResourceError) as err:
-        ops.wait_cache(ec, "new", 600, sleep=clock.sleep, clock=clock)
+        restore.wait_cache(ec, "new", 600, sleep=clock.sleep, clock=clock)
     assert err.value.exit_code == 5 and "create-failed" in err.value.line()
+
+
+def test_restore_request_copies_failover_rbac_and_warns_about_auth_token():
+    source = aws.replication_group_ref(
+        {
+            "ReplicationGroupId": "rg",
+            "MemberClusters": ["rg-001", "rg-002"],
+            "AutomaticFailover": "enabled",
+            "MultiAZ": "enabled",
+            "UserGroupIds": ["ug-app"],
+            "AuthTokenEnabled": True,
+            "TransitEncryptionEnabled": True,
+            "CacheNodeType": "cache.r7g.large",
+            "ClusterEnabled": False,
+        },
+        {},
+    )
+    snap = ops.from_node_snapshot(
+        {"SnapshotName": "s", "ReplicationGroupId": "rg", "CacheSubnetGroupName": "subnets"}
+    )
+    req = restore.restore_request(snap, "rg-copy", source, restore.RestoreOptions())
+    assert req["NumCacheClusters"] == 2 and req["AutomaticFailoverEnabled"] is True
+    assert req["MultiAZEnabled"] is True and req["UserGroupIds"] == ["ug-app"]
+    assert req["CacheSubnetGroupName"] == "subnets" and req["CacheNodeType"] == "cache.r7g.large"
+    assert "AUTH token" in restore.restore_warnings(source)[0]
+    assert restore.restore_warnings(None) == []
