@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+import typing
 from collections.abc import Callable
 from typing import Annotated, Any, Optional
 
@@ -248,7 +249,18 @@ def with_settings(*groups: list[inspect.Parameter]) -> Callable[[Callable[..., A
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         sig = inspect.signature(fn)
-        own = [p for p in sig.parameters.values() if p.name != "settings"]
+        # Resolve string annotations (`from __future__ import annotations` in the command
+        # module) here, against the command's own globals: typer would look them up in
+        # this module's and silently drop the options it cannot resolve.
+        try:
+            hints = typing.get_type_hints(fn, include_extras=True)
+        except NameError:  # a name only imported for type checking: keep the strings
+            hints = {}
+        own = [
+            p.replace(annotation=hints.get(p.name, p.annotation))
+            for p in sig.parameters.values()
+            if p.name != "settings"
+        ]
 
         @functools.wraps(fn)
         def wrapper(**kwargs: Any) -> Any:

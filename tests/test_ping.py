@@ -97,3 +97,10 @@ def test_ping_cluster_forced_off_still_works_on_one_node(cli, redis_cluster):
     r = cli("ping", "--json", "--no-cluster", env=server_env(redis_cluster.entry))
     assert r.code == 0
     assert r.json()["cluster"] is False
+
+
+def test_ping_short_count_flag_and_help(cli, redis_plain):
+    r = cli("ping", "-c", "3", "--json", env=server_env(redis_plain))
+    assert r.code == 0 and len(r.json()["nodes"][0]["latencies_ms"]) == 3
+    r = cli("ping", "--help")
+    assert "PINGs per primary" in r.out
