@@ -214,7 +214,7 @@ def _show_one(snap) -> None:
             ("kind", snap.kind),
             ("cache", snap.cache),
             ("status", snap.status),
-            ("created", snap.created),
+            ("created", snap.created or "-"),
             ("engine", " ".join(x for x in (snap.engine, snap.engine_version) if x)),
             ("arn", snap.arn),
         ]

@@ -47,6 +47,12 @@ def map_aws_error(exc: BaseException) -> OpsError:
             f"cannot reach the AWS API in {region}: {exc}",
             "check network access to AWS (or AWS_ENDPOINT_URL)",
         )
+    if name == "ResponseParserError":
+        # An HTML error page or a proxy's answer instead of the AWS API (its text is long)
+        return ConnectError(
+            f"the AWS endpoint for {region} did not answer like the AWS API",
+            "check --region / AWS_REGION, AWS_ENDPOINT_URL and any HTTP proxy",
+        )
     response = getattr(exc, "response", None)
     if not isinstance(response, dict):
         return OpsError(f"AWS error: {exc}", "rerun with --verbose")

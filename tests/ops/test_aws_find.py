@@ -221,3 +221,11 @@ def test_quick_service_listing_keeps_botocore_behaviour(aws_env):
         assert aws.aws_client(Settings(), service, session).meta.service_model.service_name
     with pytest.raises(UnknownServiceError):
         aws.aws_client(Settings(), "not-a-service", session)
+
+
+def test_a_non_aws_answer_is_a_connect_error():
+    from botocore.parsers import ResponseParserError
+
+    mapped = classify(ResponseParserError("Unable to parse response: b'<!doctype html>...'"))
+    assert mapped.exit_code == 3 and "doctype" not in mapped.line()
+    assert "AWS_ENDPOINT_URL" in mapped.line()
