@@ -44,6 +44,9 @@ class Tunnel:
     cluster: bool = False
     engine: Any = None  # ops.forward_engines: OpenSshForwards or ParamikoForwards
     reconnects: int = 0
+    # Set by close(): a reconnect in another thread (the --via-bastion watcher) stops
+    # waiting and starts nothing more.
+    closing: threading.Event = field(default_factory=threading.Event)
 
     @property
     def entry(self) -> Forward:
@@ -119,13 +122,17 @@ class Tunnel:
                 f"SSH session to {self.bastion.where} dropped ({reason}); "
                 f"reconnecting in {delay:g} s (attempt {attempt})"
             )
-            time.sleep(delay)
+            if self.closing.wait(delay):
+                return
             try:
                 engine.pin(check(self.bastion))
                 engine.start()
             except ConnectError as exc:
                 reason = exc.message
                 continue
+            if self.closing.is_set():
+                engine.stop()
+                return
             self.reconnects += 1
             self.announce(
                 f"tunnel is back after {time.monotonic() - started:.1f} s "
@@ -134,6 +141,7 @@ class Tunnel:
             return
 
     def close(self) -> None:
+        self.closing.set()
         if self.engine is not None:
             self.engine.close()
             self.engine = None

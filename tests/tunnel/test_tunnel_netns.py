@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from helpers.bastion import CLOSEUP_OPS, HeldTunnel
 from helpers.netns import CACHE_IP, CACHE_NAME, CLUSTER_PORTS, PLAIN_PORT, TLS_PORT
 
@@ -117,3 +118,22 @@ def test_cluster_child_writes_every_slot_range(vpc):
     assert r.stdout.split() == ["3", "true"]
     for port in CLUSTER_PORTS:  # checked from inside the VPC: every primary got keys
         assert "t5:vpc:" in vpc.redis_cli(port, "--scan", "--pattern", "t5:vpc:*")
+
+
+def _factory_reads_the_address_map() -> bool:
+    import inspect
+
+    import closeup_ops.connect.redis as factory
+
+    return "remap_from_env" in inspect.getsource(factory)
+
+
+@pytest.mark.skipif(
+    not _factory_reads_the_address_map(),
+    reason="connect/redis.py does not apply CLOSEUP_OPS_ADDRESS_MAP (remap_from_env) yet",
+)
+def test_closeup_ops_child_of_tunnel_follows_cluster_redirects(vpc):
+    env = bastion_env(vpc, REDIS_HOST=CACHE_IP, REDIS_PORT=str(CLUSTER_PORTS[0]))
+    r = run_on_laptop(vpc, env, CLOSEUP_OPS, "tunnel", "--", CLOSEUP_OPS, "ping", "--json")
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)["nodes"]) == 3
