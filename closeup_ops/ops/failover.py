@@ -120,41 +120,6 @@ class FailoverReport:
     attempts: list[Attempt]
 
 
-class TriggerThread:
-    """Runs `fn` once, `at` probe-seconds in; keeps when it ran, what it said, what failed."""
-
-    def __init__(self, fn: Callable[[], str], at: float, now: Callable[[], float]):
-        self.fn, self.at, self.now = fn, at, now
-        self.started: float | None = None
-        self.done: float | None = None
-        self.detail = ""
-        self.error: BaseException | None = None
-        self._cancel = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="failover-trigger", daemon=True)
-
-    def start(self) -> TriggerThread:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        if self._cancel.wait(max(0.0, self.at - self.now())):
-            return
-        self.started = round(self.now(), 4)
-        try:
-            self.detail = self.fn()
-        except BaseException as exc:  # handed to the probe thread, which raises it
-            self.error = exc
-        self.done = round(self.now(), 4)
-
-    @property
-    def finished(self) -> bool:
-        return self.done is not None
-
-    def cancel(self, wait: float) -> None:
-        self._cancel.set()
-        self._thread.join(wait)
-
-
 @contextmanager
 def _connected(settings: Settings) -> Iterator[tuple[Any, Settings, Any]]:
     """(target, settings to dial, address remap): through the bastion when asked."""
@@ -216,9 +181,9 @@ def run_failover_test(
         elif opts.trigger == "cluster":
             shard.replicas = trig.shard_replicas(target.client, shard)
             if not shard.replicas:
-                trig.cluster_failover(target.client, shard, _node_client(local, remap))
+                trig.cluster_failover(target.client, shard, trig.node_client(local, remap))
             trigger_fn = lambda: trig.cluster_failover(  # noqa: E731
-                target.client, shard, _node_client(local, remap)
+                target.client, shard, trig.node_client(local, remap)
             )
         timeout = opts.timeout or probe_timeout(opts.interval, settings.timeout)
         run_id = uuid.uuid4().hex[:10]
@@ -248,24 +213,6 @@ def run_failover_test(
     return report
 
 
-def _node_client(settings: Settings, remap: Any) -> Callable[[str, int], Any]:
-    """Open a plain client to one cluster node (as the cluster announces it)."""
-
-    def connect_node(host: str, port: int) -> Any:
-        import redis
-
-        from closeup_ops.connect.redis import connection_kwargs
-
-        if remap is not None:
-            host, port = remap((host, port))
-        kwargs = connection_kwargs(settings)
-        kwargs.setdefault("connection_class", redis.Connection)
-        pool = redis.ConnectionPool(host=host, port=port, **kwargs)
-        return redis.Redis(connection_pool=pool)
-
-    return connect_node
-
-
 def _measure(
     probe: Probe,
     opts: FailoverOptions,
@@ -286,7 +233,9 @@ def _measure(
         else None
     )
     trigger = (
-        TriggerThread(trigger_fn, opts.trigger_after, probe.now).start() if trigger_fn else None
+        trig.TriggerThread(trigger_fn, opts.trigger_after, probe.now).start()
+        if trigger_fn
+        else None
     )
     identities: list[NodeIdentity] = []
     notes: list[str] = []
@@ -362,7 +311,7 @@ def _measure(
 def _loop(
     probe: Probe,
     opts: FailoverOptions,
-    trigger: TriggerThread | None,
+    trigger: trig.TriggerThread | None,
     stop: threading.Event | None,
     status: Callable[[str], None],
     identities: list[NodeIdentity],

@@ -5,6 +5,7 @@ replication group's events over the run."""
 from __future__ import annotations
 
 import datetime
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -270,3 +271,56 @@ def cluster_failover(
     finally:
         client.close()
     return f"CLUSTER FAILOVER on {replica} (replica of {shard.primary})"
+
+
+def node_client(settings: Settings, remap: Any) -> Callable[[str, int], Any]:
+    """Open a plain client to one cluster node (as the cluster announces it)."""
+
+    def connect_node(host: str, port: int) -> Any:
+        import redis
+
+        from closeup_ops.connect.redis import connection_kwargs
+
+        if remap is not None:
+            host, port = remap((host, port))
+        kwargs = connection_kwargs(settings)
+        kwargs.setdefault("connection_class", redis.Connection)
+        pool = redis.ConnectionPool(host=host, port=port, **kwargs)
+        return redis.Redis(connection_pool=pool)
+
+    return connect_node
+
+
+class TriggerThread:
+    """Runs `fn` once, `at` probe-seconds in; keeps when it ran, what it said, what failed."""
+
+    def __init__(self, fn: Callable[[], str], at: float, now: Callable[[], float]):
+        self.fn, self.at, self.now = fn, at, now
+        self.started: float | None = None
+        self.done: float | None = None
+        self.detail = ""
+        self.error: BaseException | None = None
+        self._cancel = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="failover-trigger", daemon=True)
+
+    def start(self) -> TriggerThread:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        if self._cancel.wait(max(0.0, self.at - self.now())):
+            return
+        self.started = round(self.now(), 4)
+        try:
+            self.detail = self.fn()
+        except BaseException as exc:  # handed to the probe thread, which raises it
+            self.error = exc
+        self.done = round(self.now(), 4)
+
+    @property
+    def finished(self) -> bool:
+        return self.done is not None
+
+    def cancel(self, wait: float) -> None:
+        self._cancel.set()
+        self._thread.join(wait)
