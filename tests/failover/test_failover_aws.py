@@ -235,3 +235,35 @@ def test_trigger_none_on_serverless_endpoint_is_not_refused_up_front():
     refuse_serverless(settings, "none")
     with pytest.raises(UsageError):
         refuse_serverless(settings, "aws")
+
+
+def test_trigger_aws_shard_picks_the_node_group(redis_plain, settings_for):
+    """--shard 2 sends TestFailover for node group 0002 (nothing fails over here: the stub
+    only checks the call; the report then notes that no failover was observed)."""
+    desc = group(NODE1, members=[])
+    second = dict(desc["NodeGroups"][0], NodeGroupId="0002")
+    desc["NodeGroups"] = [second, desc["NodeGroups"][0]]  # AWS order is not guaranteed
+    client = elasticache()
+    stub = Stubber(client)
+    stub_find_cache(stub, desc)
+    stub.add_response(
+        "test_failover",
+        {"ReplicationGroup": desc},
+        {"ReplicationGroupId": GROUP, "NodeGroupId": "0002"},
+    )
+    for _ in range(2):
+        stub.add_response("describe_events", {"Events": []})
+    stub.add_response(
+        "describe_replication_groups", {"ReplicationGroups": [desc]}, {"ReplicationGroupId": GROUP}
+    )
+    settings = settings_for(host=redis_plain.host, port=str(redis_plain.port), cache=GROUP)
+    with stub:
+        report = run_failover_test(
+            settings,
+            FailoverOptions(trigger="aws", shard="2", duration=0.6, trigger_after=0.1),
+            elasticache=client,
+        )
+        stub.assert_no_pending_responses()
+    assert report.target == f"{GROUP} node group 0002"
+    assert report.summary.lost == 0 and report.summary.failed == 0
+    assert any("no failover observed" in note for note in report.notes)
