@@ -96,3 +96,11 @@ def test_unreachable_cache_exits_3_before_any_trigger(cli):
     r = cli("failover-test", "--trigger", "cluster", "--duration", "1", env=env)
     assert r.code == 3
     assert "refused" in r.err and len(r.err_lines) == 1
+
+
+def test_tls_cache_is_probed_over_tls(cli, redis_tls, tls_files):
+    env = server_env(redis_tls, REDIS_TLS="true", REDIS_CA_CERT=str(tls_files.ca))
+    r = cli("failover-test", "--json", "--duration", "0.5", env=env)
+    assert r.code == 0, r.err
+    s = r.json()["summary"]
+    assert s["acknowledged"] == s["attempted"] > 3 and s["lost"] == 0
