@@ -187,9 +187,10 @@ def scan_node(
     while True:
         more = cursor != b"0"
         payload, nreplies = extras(keys) if extras and keys else (b"", 0)
-        if more:
-            channel.send(scan_args(cursor, pattern, count, type_), 1)
-        channel.send(payload, nreplies)
+        if more:  # one write: the next SCAN first, so the server starts on it at once
+            channel.send(scan_args(cursor, pattern, count, type_) + payload, 1 + nreplies)
+        else:
+            channel.send(payload, nreplies)
         if held is not None:
             yield Batch(channel.address, held[0], channel.read(held[1]))
         held = (keys, nreplies)
