@@ -1,7 +1,7 @@
 """`closeup-ops caches`: serverless caches, replication groups and cache clusters."""
 
-# No `from __future__ import annotations`: options.with_settings sets __signature__, and
-# typer reads the Annotated[..., typer.Option(...)] metadata only from evaluated annotations.
+from __future__ import annotations
+
 from closeup_ops import output
 from closeup_ops.options import AWS_CMD, with_settings
 from closeup_ops.settings import Settings

@@ -1,7 +1,7 @@
 """`closeup-ops snapshot create|list|restore|delete`: the right API for each kind of cache."""
 
-# No `from __future__ import annotations`: options.with_settings sets __signature__, and
-# typer reads the Annotated[..., typer.Option(...)] metadata only from evaluated annotations.
+from __future__ import annotations
+
 from typing import Annotated, Any, Optional
 
 import typer
