@@ -85,12 +85,9 @@ def tunnel(
 
 
 def describe(tun) -> TunnelInfo:
+    from closeup_ops.connect.tunnel import exports
+
     local = tun.local_settings
-    exports = {"REDIS_HOST": local.host, "REDIS_PORT": str(local.port)}
-    if local.use_tls:
-        exports.update(REDIS_TLS="true", REDIS_TLS_SERVER_NAME=local.server_name)
-    if tun.cluster:
-        exports["REDIS_CLUSTER"] = "true"
     return TunnelInfo(
         local=tun.entry.local,
         remote=tun.entry.remote,
@@ -99,7 +96,7 @@ def describe(tun) -> TunnelInfo:
         cluster=tun.cluster,
         tls=local.use_tls,
         tls_server_name=local.server_name if local.use_tls else None,
-        exports=exports,
+        exports=exports(tun),
         nodes=[{"node": f.remote, "local": f.local} for f in tun.forwards] if tun.cluster else [],
     )
 

@@ -24,8 +24,9 @@ from typing import Any
 
 from closeup_ops import errors, output
 from closeup_ops.errors import ConnectError, OpsError, UsageError
+from closeup_ops.local.servers import free_port  # never 6379
 from closeup_ops.ops.bastion import Bastion, bastion_from, check
-from closeup_ops.ops.forward_engines import free_port, make_engine, port_free
+from closeup_ops.ops.forward_engines import make_engine, port_free
 from closeup_ops.ops.tunnel_nodes import LOCAL, Forward, discover_nodes, remapper
 from closeup_ops.settings import Settings
 
@@ -175,11 +176,8 @@ def open_tunnel(
 ) -> Tunnel:
     bastion = bastion_from(settings, known_hosts, accept_new)
     errors.CONTEXT["bastion"] = bastion.where
-    if local_port is not None and not port_free(local_port):
-        raise UsageError(
-            f"local port {local_port} is already in use",
-            "pass another --local-port, or leave it out to get a free one",
-        )
+    if local_port is not None:
+        choose_local_port(settings, local_port, announce)  # a taken --local-port fails now
     # The bastion first: its errors are the likely ones, and say nothing of local ports.
     host_key = check(bastion, probe=(settings.host, settings.port))
     port = choose_local_port(settings, local_port, announce)
@@ -222,18 +220,26 @@ def tunnelled(settings: Settings) -> Iterator[tuple[Settings, Any]]:
         tunnel.close()
 
 
+def exports(tunnel: Tunnel) -> dict[str, str]:
+    """The REDIS_* variables that point a client at the tunnel (printed and given to CMD)."""
+    local = tunnel.local_settings
+    out = {"REDIS_HOST": LOCAL, "REDIS_PORT": str(local.port)}
+    if local.use_tls:  # 127.0.0.1 is not a serverless name: TLS must be said
+        out.update(REDIS_TLS="true", REDIS_TLS_SERVER_NAME=local.server_name)
+    if tunnel.cluster:
+        out["REDIS_CLUSTER"] = "true"
+    return out
+
+
 def child_env(tunnel: Tunnel, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for `tunnel -- CMD`: REDIS_* pointed at the tunnel."""
-    from closeup_ops.ops.tunnel_nodes import ENV_MAP
+    """The environment for `tunnel -- CMD`: REDIS_* pointed at the tunnel, plus the node
+    address map for a closeup-ops child in cluster mode."""
+    from closeup_ops.ops.tunnel_nodes import ENV_MAP, encode_map
 
     env = dict(os.environ if base is None else base)
-    local = tunnel.local_settings
-    env.update(REDIS_HOST=LOCAL, REDIS_PORT=str(local.port))
     for var in ("BASTION_HOST", ENV_MAP):
         env.pop(var, None)
-    if local.use_tls:
-        env.update(REDIS_TLS="true", REDIS_TLS_SERVER_NAME=local.server_name)
+    env.update(exports(tunnel))
     if tunnel.cluster:
-        env.update(REDIS_CLUSTER="true")
-        env[ENV_MAP] = ",".join(f"{f.remote}={f.local}" for f in tunnel.forwards)
+        env[ENV_MAP] = encode_map(tunnel.forwards)
     return env

@@ -45,12 +45,6 @@ def port_free(port: int) -> bool:
     return True
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOCAL, 0))
-        return s.getsockname()[1]
-
-
 class OpenSshForwards:
     """One `ssh -N -L ... -L ...` child holding every forward, pinned to a verified key."""
 

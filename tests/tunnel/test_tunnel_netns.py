@@ -13,6 +13,7 @@ import sys
 
 import pytest
 from helpers.bastion import CLOSEUP_OPS, HeldTunnel
+from helpers.bastion import bastion_env as sshd_bastion_env
 from helpers.netns import CACHE_IP, CACHE_NAME, CLUSTER_PORTS, PLAIN_PORT, TLS_PORT
 
 # Run in the laptop namespace by `tunnel -- python -c CHILD`: a cluster client built from
@@ -34,17 +35,7 @@ sys.exit(11)
 
 
 def bastion_env(vpc, **more: str) -> dict[str, str]:
-    sshd = vpc.sshd
-    env = {
-        "BASTION_HOST": sshd.host,
-        "BASTION_PORT": str(sshd.port),
-        "BASTION_USER": sshd.user,
-        "BASTION_KEY": str(sshd.client_key),
-        "BASTION_KNOWN_HOSTS": str(sshd.known_hosts),
-        "NO_COLOR": "1",
-    }
-    env.update(more)
-    return env
+    return sshd_bastion_env(vpc.sshd, NO_COLOR="1", **more)
 
 
 def run_on_laptop(vpc, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
