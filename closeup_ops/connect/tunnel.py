@@ -209,8 +209,8 @@ class _Watcher(threading.Thread):
 @contextmanager
 def tunnelled(settings: Settings) -> Iterator[tuple[Settings, Any]]:
     """A tunnel for one command's run: yields (settings pointing at it, address remap)."""
-    quiet = output.warn if not output.json_mode() else (lambda text: None)
-    tunnel = open_tunnel(settings, local_port=free_port(), announce=quiet)
+    # Drops and reconnects are said on stderr (as warnings), --json or not.
+    tunnel = open_tunnel(settings, local_port=free_port(), announce=output.warn)
     watcher = _Watcher(tunnel)
     watcher.start()
     try:
