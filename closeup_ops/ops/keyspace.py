@@ -304,10 +304,12 @@ def delete_keys(
             stats.nodes = report.nodes = len(primaries)
             for address, client in primaries:
                 channel = NodeChannel(address, client)
+                worker = NodeChannel(address, client) if yes else None
+                batches = scan_node(
+                    channel, spec.match, spec.count, spec.type, unlink if yes else None, worker
+                )
                 try:
-                    for raw in scan_node(
-                        channel, spec.match, spec.count, spec.type, unlink if yes else None
-                    ):
+                    for raw in batches:
                         stats.scanned += len(raw.keys)
                         keys = raw.keys
                         if spec.limit is not None:
@@ -325,14 +327,17 @@ def delete_keys(
                         if spec.limit is not None and report.matched >= spec.limit:
                             break
                 except (Exception, KeyboardInterrupt) as exc:
-                    if yes and not isinstance(exc, ConnectionLost):
+                    if worker is not None and not isinstance(exc, ConnectionLost):
                         # UNLINKs already sent were done by the server: count them too.
-                        done = channel.drain()
+                        done = worker.drain()
                         report.deleted += sum(r for r in done if type(r) is int)
                         stats.deleted = report.deleted
                     raise
                 finally:
+                    batches.close()
                     channel.close()
+                    if worker is not None:
+                        worker.close()
                 stats.nodes_done += 1
                 if spec.limit is not None and report.matched >= spec.limit:
                     break

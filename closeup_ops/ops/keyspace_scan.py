@@ -1,18 +1,20 @@
-"""SCAN one node with per-key commands pipelined behind it, over one raw connection.
+"""SCAN one node with per-key commands pipelined behind it, over raw connections.
 
 Why raw: redis-py's pipeline packs and parses every command in Python (several µs each),
 which for a million PTTL/MEMORY USAGE calls costs more than the server's work. Here a
 batch of per-key commands is packed as one bytes object, sent with one write, and the
-replies are parsed by hiredis (C) straight from the connection's socket. The connection
-comes from the client's own pool, so TLS, AUTH/ACL, the client name and tunnels all apply.
+replies are parsed by hiredis (C) straight from the connection's socket. Connections come
+from the client's own pool, so TLS, AUTH/ACL, the client name and tunnels all apply.
 
-The loop keeps two requests in flight: as soon as SCAN i+1 answers, SCAN i+2 and the
-per-key commands for batch i+1 are sent, and batch i is handed to the caller while the
-server works. Only SCAN is ever used to find keys (never KEYS).
+The server is the bottleneck (SCAN alone costs it ~1.3 µs a key), so the loop's job is
+to never let it wait for us: SCAN is turned around on its own connection as soon as it
+answers, and per-key commands go down a second connection, several batches deep (see
+scan_node). Only SCAN is ever used to find keys (never KEYS).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -24,6 +26,7 @@ import hiredis
 Extras = Callable[[list[bytes]], tuple[bytes, int]]
 
 READ_CHUNK = 1 << 18
+DEPTH = 6  # batches of per-key commands in flight per node
 _NO_DATA = object()  # what the reader answers when no complete reply is buffered
 
 
@@ -59,23 +62,55 @@ def pack(*args: bytes | str | int) -> bytes:
 
 def per_key(*words: str) -> Callable[[list[bytes]], bytes]:
     """A packer for `WORDS... key` sent once per key: returns keys -> packed bytes."""
-    head = b"*%d\r\n" % (len(words) + 1) + b"".join(
-        b"$%d\r\n%b\r\n" % (len(w), w.encode()) for w in words
-    )
-    # The command head plus the key's length header, for every short key length.
-    heads = [head + b"$%d\r\n" % n for n in range(1024)]
+    return per_key_each([words])
 
-    def build(keys: list[bytes]) -> bytes:
+
+def per_key_each(commands: list[tuple[str, ...]]) -> Callable[[list[bytes]], bytes]:
+    """A packer sending every one of `commands` (each `WORDS... key`) for each key in
+    turn: replies come back key by key, e.g. PTTL k1, MEMORY USAGE k1, PTTL k2, ..."""
+    heads = []
+    for words in commands:
+        head = b"*%d\r\n" % (len(words) + 1) + b"".join(
+            b"$%d\r\n%b\r\n" % (len(w), w.encode()) for w in words
+        )
+        heads.append(head)
+    # Each command's head plus the key's length header, for every short key length.
+    table = [[h + b"$%d\r\n" % n for n in range(1024)] for h in heads]
+    crlf = b"\r\n"
+
+    def general(keys: list[bytes]) -> bytes:
+        return b"".join([b"%b$%d\r\n%b\r\n" % (h, len(k), k) for k in keys for h in heads])
+
+    if len(table) == 1:
+        (one,) = table
+
+        def build(keys: list[bytes]) -> bytes:
+            out: list[bytes] = []
+            add = out.extend
+            try:
+                for k in keys:
+                    add((one[len(k)], k, crlf))
+            except IndexError:  # a key of 1 KiB or more
+                return general(keys)
+            return b"".join(out)
+
+        return build
+    first, second = table[0], table[-1]
+    if len(table) != 2:
+        return general
+
+    def build_two(keys: list[bytes]) -> bytes:
         out: list[bytes] = []
         add = out.extend
         try:
             for k in keys:
-                add((heads[len(k)], k, b"\r\n"))
-        except IndexError:  # a key of 1 KiB or more: the general form
-            return b"".join([b"%b$%d\r\n%b\r\n" % (head, len(k), k) for k in keys])
+                n = len(k)
+                add((first[n], k, crlf, second[n], k, crlf))
+        except IndexError:
+            return general(keys)
         return b"".join(out)
 
-    return build
+    return build_two
 
 
 class NodeChannel:
@@ -83,6 +118,7 @@ class NodeChannel:
 
     def __init__(self, address: str, client: Any):
         self.address = address
+        self.client = client
         self._pool = client.connection_pool
         self._conn = self._pool.get_connection()
         if self._conn._sock is None:  # redis-py connects in get_connection; be sure
@@ -93,6 +129,7 @@ class NodeChannel:
         self._view = memoryview(self._buf)
         self.pending = 0  # replies sent for but not read yet
         self._taken: list[Any] = []  # replies read by an unfinished read()
+        self._closed = False
 
     def send(self, payload: bytes, replies: int) -> None:
         if not replies:
@@ -149,6 +186,9 @@ class NodeChannel:
 
     def close(self) -> None:
         """Give the connection back; a connection with replies still due is closed first."""
+        if self._closed:
+            return
+        self._closed = True
         if self.pending:
             self._conn.disconnect()
         try:
@@ -177,29 +217,44 @@ def scan_node(
     count: int,
     type_: str | None = None,
     extras: Extras | None = None,
+    worker: NodeChannel | None = None,
+    depth: int = DEPTH,
 ) -> Iterator[Batch]:
     """Every key on the node matching pattern (and type), in batches, with the replies of
-    `extras(keys)`. While a batch is with the caller, the next SCAN and its per-key
-    commands are already on the server: the caller must not use the channel meanwhile."""
-    first = _scan_reply(channel, channel.request(scan_args(b"0", pattern, count, type_), 1)[0])
-    cursor, keys = first
-    held: tuple[list[bytes], int] | None = None  # keys whose extras replies are in flight
-    while True:
-        more = cursor != b"0"
-        payload, nreplies = extras(keys) if extras and keys else (b"", 0)
-        if more:  # one write: the next SCAN first, so the server starts on it at once
-            channel.send(scan_args(cursor, pattern, count, type_) + payload, 1 + nreplies)
-        else:
-            channel.send(payload, nreplies)
-        if held is not None:
-            yield Batch(channel.address, held[0], channel.read(held[1]))
-        held = (keys, nreplies)
-        if not more:
-            break
-        # Stream order: SCAN i+1, extras i, SCAN i+2, extras i+1, ...
-        cursor, keys = _scan_reply(channel, channel.read(1)[0])
-    if held is not None:
-        yield Batch(channel.address, held[0], channel.read(held[1]))
+    `extras(keys)`.
+
+    SCAN runs on `channel` and is turned around the moment it answers; the per-key
+    commands go to `worker`, a second connection to the same node (opened here when not
+    given), with up to `depth` batches in flight. So while a batch is with the caller the
+    server already has the next SCAN and the next batches' commands to work on. Neither
+    channel may be used by the caller until the generator is done."""
+    own = extras is not None and worker is None
+    if own:
+        worker = NodeChannel(channel.address, channel.client)
+    try:
+        channel.send(scan_args(b"0", pattern, count, type_), 1)
+        more = True
+        inflight: deque[tuple[list[bytes], int]] = deque()
+        while more or inflight:
+            if more and len(inflight) < depth:
+                cursor, keys = _scan_reply(channel, channel.read(1)[0])
+                more = cursor != b"0"
+                if more:
+                    channel.send(scan_args(cursor, pattern, count, type_), 1)
+                if extras is None:
+                    if keys:
+                        yield Batch(channel.address, keys, [])
+                    continue
+                if keys:
+                    payload, nreplies = extras(keys)
+                    worker.send(payload, nreplies)  # type: ignore[union-attr]
+                    inflight.append((keys, nreplies))
+                continue
+            keys, nreplies = inflight.popleft()
+            yield Batch(channel.address, keys, worker.read(nreplies))  # type: ignore[union-attr]
+    finally:
+        if own and worker is not None:
+            worker.close()
 
 
 def has_error(replies: list[Any]) -> bool:

@@ -17,7 +17,6 @@ from typing import Any
 
 from closeup_ops.connect.redis import RedisTarget
 from closeup_ops.ops.keyspace import (
-    MEMORY,
     PTTL,
     ScanSpec,
     ScanStats,
@@ -25,7 +24,15 @@ from closeup_ops.ops.keyspace import (
     nodes,
 )
 from closeup_ops.ops.keyspace_encode import key_text
-from closeup_ops.ops.keyspace_scan import NodeChannel, first_error, has_error, scan_node
+from closeup_ops.ops.keyspace_scan import (
+    NodeChannel,
+    first_error,
+    has_error,
+    per_key_each,
+    scan_node,
+)
+
+PTTL_AND_MEMORY = per_key_each([("PTTL",), ("MEMORY", "USAGE")])
 
 NO_NAMESPACE = "(no namespace)"
 
@@ -103,7 +110,7 @@ def summarize(
 
     def extras(keys: list[bytes]) -> tuple[bytes, int]:
         if stats.memory_refused is None:
-            return PTTL(keys) + MEMORY(keys), 2 * len(keys)
+            return PTTL_AND_MEMORY(keys), 2 * len(keys)
         return PTTL(keys), len(keys)
 
     with guard(stats):
@@ -144,8 +151,10 @@ def _add(
     n = len(keys)
     if not n:
         return
-    ttls = replies[:n]
-    mems = replies[n : 2 * n] if len(replies) >= 2 * n else [0] * n
+    if len(replies) >= 2 * n:  # PTTL k1, MEMORY USAGE k1, PTTL k2, ...
+        ttls, mems = replies[0::2], replies[1::2]
+    else:  # MEMORY USAGE refused: PTTL only
+        ttls, mems = replies, [0] * n
     if has_error(ttls):
         from closeup_ops.ops.keyspace import _refusal
 

@@ -63,6 +63,15 @@ def test_ttl_text():
     assert ttl_text(299_500) == "300s" and ttl_text(1) == "0s"
 
 
+def test_per_key_each_interleaves_commands_key_by_key():
+    from closeup_ops.ops.keyspace_scan import per_key_each
+
+    build = per_key_each([("PTTL",), ("MEMORY", "USAGE")])
+    for keys in ([b"a", b"bb"], [b"a", b"x" * 1500]):
+        expected = b"".join(pack("PTTL", k) + pack("MEMORY", "USAGE", k) for k in keys)
+        assert build(keys) == expected
+
+
 def test_per_key_packing_matches_resp():
     build = per_key("MEMORY", "USAGE")
     long_key = b"k" * 2000
