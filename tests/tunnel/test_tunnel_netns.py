@@ -111,18 +111,6 @@ def test_cluster_child_writes_every_slot_range(vpc):
         assert "t5:vpc:" in vpc.redis_cli(port, "--scan", "--pattern", "t5:vpc:*")
 
 
-def _factory_reads_the_address_map() -> bool:
-    import inspect
-
-    import closeup_ops.connect.redis as factory
-
-    return "remap_from_env" in inspect.getsource(factory)
-
-
-@pytest.mark.skipif(
-    not _factory_reads_the_address_map(),
-    reason="connect/redis.py does not apply CLOSEUP_OPS_ADDRESS_MAP (remap_from_env) yet",
-)
 def test_closeup_ops_child_of_tunnel_follows_cluster_redirects(vpc):
     env = bastion_env(vpc, REDIS_HOST=CACHE_IP, REDIS_PORT=str(CLUSTER_PORTS[0]))
     r = run_on_laptop(vpc, env, CLOSEUP_OPS, "tunnel", "--", CLOSEUP_OPS, "ping", "--json")
