@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 from helpers.bastion import CLOSEUP_OPS, HeldTunnel
 from helpers.bastion import bastion_env as sshd_bastion_env
 from helpers.netns import CACHE_IP, CACHE_NAME, CLUSTER_PORTS, PLAIN_PORT, TLS_PORT
