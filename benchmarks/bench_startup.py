@@ -15,10 +15,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import VENV_BIN, clean_env, interleaved, median_ms
+from common import ROOT, VENV_BIN, clean_env, interleaved, median_ms
 
 from closeup_ops.local.servers import start_redis
 
+PACKAGE = ROOT / "closeup_ops"
 HEAVY = ("boto3", "botocore", "paramiko", "sshtunnel", "moto")
 
 
@@ -37,6 +38,11 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
+    # pip compiles an installed package's bytecode at install time; an editable install
+    # does not, and with PYTHONDONTWRITEBYTECODE set (as in some shells) every run would
+    # recompile closeup_ops from source while redis and typer load their .pyc files.
+    subprocess.run([str(VENV_BIN / "python"), "-m", "compileall", "-q", str(PACKAGE)],
+                   check=True, env=clean_env(PYTHONDONTWRITEBYTECODE=""))
     with tempfile.TemporaryDirectory() as tmp:
         server = start_redis(Path(tmp) / "redis")
         try:
