@@ -90,8 +90,8 @@ def _failure(result: Any) -> str:
         if result.above_max:
             parts.append(f"{result.above_max} have a TTL above {result.expect_max} s")
         return (
-            f"{' and '.join(parts)} of {result.keys} keys matching '{result.pattern}' "
-            f"(expected <= {result.expect_max} s)"
+            f"of {result.keys} keys matching '{result.pattern}', {' and '.join(parts)} "
+            f"(expected every key to expire within {result.expect_max} s)"
         )
     bad = [k.key for k in result.keys if k.above_max]
     return (
