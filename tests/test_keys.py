@@ -529,3 +529,40 @@ def test_only_scan_with_large_count_and_pipelined_batches(cli, own_server, monke
     # Every write carries a SCAN and/or a whole batch of per-key commands.
     assert sends[0] <= 2 * scans + 4
     client.close()
+
+
+def test_keys_over_tls_and_with_acl_user(cli, redis_tls, tls_files, redis_acl):
+    """The raw pipelined channel rides the connection redis-py set up: TLS, ACL user."""
+    import redis as redis_py
+    from helpers.common import ACL_PASSWORD, ACL_USER
+
+    tls = redis_py.Redis(
+        host=redis_tls.host, port=redis_tls.port, ssl=True, ssl_ca_certs=str(tls_files.ca)
+    )
+    prefix = unique_prefix()
+    fill(tls, prefix + ":t:{}", 2500, ttl=60)
+    try:
+        env = server_env(redis_tls, REDIS_TLS="true", REDIS_CA_CERT=str(tls_files.ca))
+        r = cli("keys", f"{prefix}:*", "--ttl", "--json", "--scan-count", "100", env=env)
+        assert r.code == 0, r.err
+        rows = ndjson(r.out)
+        assert len(rows) == 2500 and all(row["ttl_ms"] > 0 for row in rows)
+    finally:
+        for key in tls.scan_iter(f"{prefix}:*", count=1000):
+            tls.delete(key)
+        tls.close()
+
+    acl = redis_py.Redis(
+        host=redis_acl.host, port=redis_acl.port, username=ACL_USER, password=ACL_PASSWORD
+    )
+    fill(acl, prefix + ":a:{}", 30)
+    try:
+        env = server_env(redis_acl, REDIS_USERNAME=ACL_USER, REDIS_PASSWORD=ACL_PASSWORD)
+        r = cli("keys", f"{prefix}:*", "--summary", "--json", env=env)
+        assert r.code == 0, r.err
+        assert r.json()["keys"] == 30
+        assert ACL_PASSWORD not in r.out + r.err
+    finally:
+        for key in acl.scan_iter(f"{prefix}:*"):
+            acl.delete(key)
+        acl.close()
