@@ -22,23 +22,13 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "ping",
         "PING the cache (every primary in cluster mode): version, role, TLS, latency.",
     ),
-    "keys": ("closeup_ops.commands.keys", "keys", "List, summarise or delete keys (SCAN only)."),
-    "ttl": ("closeup_ops.commands.ttl", "ttl", "TTLs of keys, or a histogram over a pattern."),
-    "doctor": (
-        "closeup_ops.commands.doctor",
-        "doctor",
-        "Troubleshoot step by step: settings, DNS, TCP, TLS, AUTH, cluster, AWS; a fix per fail.",
-    ),
-    "stats": (
-        "closeup_ops.commands.stats",
-        "stats",
-        "INFO summary and CloudWatch metrics against the guide's thresholds (--watch).",
-    ),
     "tunnel": (
         "closeup_ops.commands.tunnel",
         "tunnel",
         "SSH tunnel through the bastion to the cache (every cluster node); -- CMD runs CMD.",
     ),
+    "keys": ("closeup_ops.commands.keys", "keys", "List, summarise or delete keys (SCAN only)."),
+    "ttl": ("closeup_ops.commands.ttl", "ttl", "TTLs of keys, or a histogram over a pattern."),
     "caches": (
         "closeup_ops.commands.caches",
         "caches",
@@ -58,6 +48,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "closeup_ops.commands.failover",
         "failover_test",
         "Trigger a failover (or watch one) and measure downtime and lost writes.",
+    ),
+    "doctor": (
+        "closeup_ops.commands.doctor",
+        "doctor",
+        "Troubleshoot step by step: settings, DNS, TCP, TLS, AUTH, cluster, AWS; a fix per fail.",
+    ),
+    "stats": (
+        "closeup_ops.commands.stats",
+        "stats",
+        "INFO summary and CloudWatch metrics against the guide's thresholds (--watch).",
     ),
     "sandbox": (
         "closeup_ops.commands.sandbox",
