@@ -7,7 +7,7 @@ many keys were scanned, Ctrl-C says what was done.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,6 +143,36 @@ class KeyBatch:
     ttl_ms: list[int] | None = None
     memory: list[int | None] | None = None
     values: list[dict[str, Any]] | None = None
+
+
+def scan_primaries(
+    target: RedisTarget,
+    spec: ScanSpec,
+    stats: ScanStats,
+    extras: Callable[[list[bytes]], tuple[bytes, int]] | None,
+    progress: Callable[[ScanStats], None] | None = None,
+) -> Iterator[tuple[str, list[bytes], list[Any]]]:
+    """(node, keys, per-key replies) for every matching key on every primary, cut at
+    --limit; stats.scanned counts what was handed out. Use inside guard()."""
+    primaries = nodes(target)
+    stats.nodes = len(primaries)
+    for address, client in primaries:
+        channel = NodeChannel(address, client)
+        try:
+            for batch in scan_node(channel, spec.match, spec.count, spec.type, extras):
+                keys = batch.keys
+                if spec.limit is not None:
+                    keys = keys[: spec.limit - stats.scanned]
+                yield address, keys, batch.replies
+                stats.scanned += len(keys)
+                if progress:
+                    progress(stats)
+                if spec.limit is not None and stats.scanned >= spec.limit:
+                    stats.nodes_done += 1
+                    return
+        finally:
+            channel.close()
+        stats.nodes_done += 1
 
 
 def iter_keys(

@@ -21,15 +21,13 @@ from closeup_ops.ops.keyspace import (
     ScanSpec,
     ScanStats,
     guard,
-    nodes,
+    scan_primaries,
 )
 from closeup_ops.ops.keyspace_encode import key_text
 from closeup_ops.ops.keyspace_scan import (
-    NodeChannel,
     first_error,
     has_error,
     per_key_each,
-    scan_node,
 )
 
 PTTL_AND_MEMORY = per_key_each([("PTTL",), ("MEMORY", "USAGE")])
@@ -114,25 +112,8 @@ def summarize(
         return PTTL(keys), len(keys)
 
     with guard(stats):
-        primaries = nodes(target)
-        stats.nodes = len(primaries)
-        for address, client in primaries:
-            channel = NodeChannel(address, client)
-            try:
-                for batch in scan_node(channel, spec.match, spec.count, spec.type, extras):
-                    if spec.limit is not None:
-                        batch.keys = batch.keys[: spec.limit - stats.scanned]
-                    _add(groups, batch.keys, batch.replies, sep, depth, top, stats, address)
-                    stats.scanned += len(batch.keys)
-                    if progress:
-                        progress(stats)
-                    if spec.limit is not None and stats.scanned >= spec.limit:
-                        break
-            finally:
-                channel.close()
-            stats.nodes_done += 1
-            if spec.limit is not None and stats.scanned >= spec.limit:
-                break
+        for address, keys, replies in scan_primaries(target, spec, stats, extras, progress):
+            _add(groups, keys, replies, sep, depth, top, stats, address)
     return _build(target, spec, separator, depth, groups, stats)
 
 

@@ -9,9 +9,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from closeup_ops.connect.redis import RedisTarget
-from closeup_ops.ops.keyspace import PTTL, ScanSpec, ScanStats, _refusal, guard, nodes
+from closeup_ops.ops.keyspace import (
+    PTTL,
+    ScanSpec,
+    ScanStats,
+    _refusal,
+    guard,
+    scan_primaries,
+)
 from closeup_ops.ops.keyspace_encode import key_text, ttl_seconds
-from closeup_ops.ops.keyspace_scan import NodeChannel, first_error, has_error, scan_node
+from closeup_ops.ops.keyspace_scan import first_error, has_error
 
 SAMPLE = 10
 # Upper bounds (seconds) of the histogram buckets: the guide's TTLs (300, 1800, 3600) and
@@ -102,28 +109,11 @@ def ttl_report(
     )
     limit_ms = None if expect_max is None else expect_max * 1000 + 499  # TTL rounding
     with guard(stats):
-        primaries = nodes(target)
-        stats.nodes = report.nodes = len(primaries)
-        for address, client in primaries:
-            channel = NodeChannel(address, client)
-            try:
-                for batch in scan_node(
-                    channel, spec.match, spec.count, spec.type, lambda keys: (PTTL(keys), len(keys))
-                ):
-                    keys, ttls = batch.keys, batch.replies
-                    if spec.limit is not None:
-                        keys = keys[: spec.limit - stats.scanned]
-                    stats.scanned += len(keys)
-                    _add(report, counts, keys, ttls, limit_ms, address)
-                    if progress:
-                        progress(stats)
-                    if spec.limit is not None and stats.scanned >= spec.limit:
-                        break
-            finally:
-                channel.close()
-            stats.nodes_done += 1
-            if spec.limit is not None and stats.scanned >= spec.limit:
-                break
+        for address, keys, ttls in scan_primaries(
+            target, spec, stats, lambda keys: (PTTL(keys), len(keys)), progress
+        ):
+            _add(report, counts, keys, ttls, limit_ms, address)
+    report.nodes = stats.nodes
     report.histogram = _histogram(counts, report.no_expiry)
     report.ok = expect_max is None or (report.no_expiry == 0 and report.above_max == 0)
     return report
