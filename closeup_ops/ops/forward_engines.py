@@ -272,8 +272,13 @@ def _pump(conn: socket.socket, channel: Any, size: int = 256 << 10) -> None:
     except (OSError, EOFError, Exception):  # noqa: BLE001 - either side went away
         pass
     finally:
-        channel.close()
-        conn.close()
+        # closing a channel on a transport that already died raises EOFError; this thread
+        # must end quietly either way (no traceback on the user's terminal)
+        for closing in (channel.close, conn.close):
+            try:
+                closing()
+            except (OSError, EOFError, Exception):  # noqa: BLE001
+                pass
 
 
 def make_engine(bastion: Bastion, host_key: Any, forwards: list[Forward]) -> Any:
