@@ -4,40 +4,19 @@ traceback, and the password never shown."""
 from __future__ import annotations
 
 import socket
-import threading
 
 import pytest
 from helpers.common import PASSWORD
+from helpers.common import silent_listener as listen_silently
 
 SECRET = "Leak-Me-Not-7731"  # the password every case runs with, checked in every output
 
 
 @pytest.fixture(scope="module")
 def silent_listener():
-    """Accepts connections and never answers (a black-holed security group looks alike)."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(16)
-    held = []
-    stop = threading.Event()
-
-    def accept():
-        srv.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-                held.append(conn)
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield srv.getsockname()[1]
-    stop.set()
-    thread.join(2)
-    for conn in held:
-        conn.close()
-    srv.close()
+    """Accepts connections and never answers."""
+    with listen_silently() as port:
+        yield port
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,9 @@ REDIS_DB on a cluster. Failed checks are data: exit 6, never 3 or 4."""
 
 from __future__ import annotations
 
-import socket
-import threading
-
 import pytest
 from helpers.common import ACL_PASSWORD, ACL_USER, PASSWORD, server_env
+from helpers.common import silent_listener as listen_silently
 
 from closeup_ops.local.servers import free_port
 
@@ -34,30 +32,9 @@ def assert_skipped_after(result, name: str) -> None:
 
 @pytest.fixture
 def silent_listener():
-    """A TCP listener that accepts connections and never says a word."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-                held.append(conn)
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join(2)
-    for conn in held:
-        conn.close()
-    server.close()
+    """Accepts connections and never answers."""
+    with listen_silently() as port:
+        yield port
 
 
 def test_healthy_plain_server(cli, redis_plain):

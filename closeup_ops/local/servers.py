@@ -112,6 +112,20 @@ class RedisProcess:
         self.stop(signal.SIGKILL)
 
 
+def tls_args(tls: TLSFiles, port: int) -> list[str]:
+    """redis-server flags for TLS only on `port` (plain port off), clients not verified."""
+    return [
+        "--port", "0",
+        "--tls-port", str(port),
+        "--tls-cert-file", str(tls.cert),
+        "--tls-key-file", str(tls.key),
+        "--tls-ca-cert-file", str(tls.ca),
+        "--tls-auth-clients", "no",
+        "--tls-replication", "yes",
+        "--tls-cluster", "yes",
+    ]  # fmt: skip
+
+
 def start_redis(
     workdir: Path,
     *extra: str,
@@ -147,24 +161,7 @@ def start_redis(
         "no",
     ]
     if tls:
-        args += [
-            "--port",
-            "0",
-            "--tls-port",
-            str(port),
-            "--tls-cert-file",
-            str(tls.cert),
-            "--tls-key-file",
-            str(tls.key),
-            "--tls-ca-cert-file",
-            str(tls.ca),
-            "--tls-auth-clients",
-            "no",
-            "--tls-replication",
-            "yes",
-            "--tls-cluster",
-            "yes",
-        ]
+        args += tls_args(tls, port)
     else:
         args += ["--port", str(port)]
     if password:

@@ -27,6 +27,7 @@ from helpers.netns import (
 from helpers.sshd import start_sshd
 
 from closeup_ops.local.certs import make_tls_files
+from closeup_ops.local.servers import tls_args
 
 
 @pytest.fixture(scope="module")
@@ -72,22 +73,7 @@ def vpc(tmp_path_factory):
         env.redis("plain", PLAIN_PORT)
         tls = make_tls_files(env.workdir / "tls", names=(CACHE_NAME, f"*.{CACHE_NAME}"), ips=())
         env.tls_ca = tls.ca
-        env.redis(
-            "tls",
-            TLS_PORT,
-            "--port",
-            "0",
-            "--tls-port",
-            str(TLS_PORT),
-            "--tls-cert-file",
-            str(tls.cert),
-            "--tls-key-file",
-            str(tls.key),
-            "--tls-ca-cert-file",
-            str(tls.ca),
-            "--tls-auth-clients",
-            "no",
-        )
+        env.redis("tls", TLS_PORT, *tls_args(tls, TLS_PORT))
         for port in CLUSTER_PORTS:
             env.redis(
                 f"node{port}",
