@@ -41,8 +41,11 @@ def main() -> int:
     # pip compiles an installed package's bytecode at install time; an editable install
     # does not, and with PYTHONDONTWRITEBYTECODE set (as in some shells) every run would
     # recompile closeup_ops from source while redis and typer load their .pyc files.
-    subprocess.run([str(VENV_BIN / "python"), "-m", "compileall", "-q", str(PACKAGE)],
-                   check=True, env=clean_env(PYTHONDONTWRITEBYTECODE=""))
+    subprocess.run(
+        [str(VENV_BIN / "python"), "-m", "compileall", "-q", str(PACKAGE)],
+        check=True,
+        env=clean_env(PYTHONDONTWRITEBYTECODE=""),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         server = start_redis(Path(tmp) / "redis")
         try:

@@ -67,7 +67,7 @@ class Settings:
 
     @property
     def serverless(self) -> bool:
-        from closeup_ops.connect.endpoint import is_serverless
+        from closeup_ops.endpoint import is_serverless
 
         return is_serverless(self.host)
 

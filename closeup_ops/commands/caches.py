@@ -11,7 +11,7 @@ from closeup_ops.settings import Settings
 def caches(settings: Settings) -> None:
     """List the region's caches: kind, engine, status, endpoints, TLS, security groups."""
     from closeup_ops.connect.aws import aws_client
-    from closeup_ops.ops.caches import caches as list_all
+    from closeup_ops.ops.aws.caches import caches as list_all
 
     found = list_all(aws_client(settings, "elasticache"))
     output.render(found, _show)

@@ -47,7 +47,7 @@ def doctor(
     import ipaddress
 
     from closeup_ops.errors import UsageError
-    from closeup_ops.ops.doctor import diagnose
+    from closeup_ops.ops.doctor.diagnose import diagnose
 
     if client_ip is not None:
         try:

@@ -95,7 +95,7 @@ def failover_test(
     lost acknowledged writes, errors by type, AWS events and the app's health."""
     from closeup_ops import audit
     from closeup_ops.errors import CheckFailed, Interrupted, OpsError, classify
-    from closeup_ops.ops.failover import FailoverOptions, run_failover_test
+    from closeup_ops.ops.failover.run import FailoverOptions, run_failover_test
 
     opts = FailoverOptions(
         trigger=trigger.lower(),

@@ -107,11 +107,11 @@ def keys(
 ) -> None:
     """List keys matching PATTERN (SCAN only, every primary in cluster mode); --summary
     groups them by namespace; --delete removes them (dry run unless --yes)."""
-    from closeup_ops.ops.keyspace import ScanSpec, check_spec
+    from closeup_ops.ops.keyspace.keys import ScanSpec, check_spec
 
     spec = check_spec(ScanSpec(pattern, type_, limit, scan_count))
     _check_modes(ttl, memory, values, reveal, summary, separator, depth, top, delete, yes)
-    from closeup_ops.connect.redis import open_redis
+    from closeup_ops.connect.open import open_redis
 
     with open_redis(settings) as target:
         if summary:
@@ -164,8 +164,8 @@ def _check_modes(
 
 def _stream(target: Any, spec: Any, ttl: bool, memory: bool, values: bool, reveal: bool) -> None:
     """NDJSON (or one key per line) written batch by batch: constant memory."""
-    from closeup_ops.ops.keyspace import ScanStats, guard, iter_keys
-    from closeup_ops.ops.keyspace_encode import ndjson_batch, text_keys
+    from closeup_ops.ops.keyspace.encode import ndjson_batch, text_keys
+    from closeup_ops.ops.keyspace.keys import ScanStats, guard, iter_keys
 
     out = sys.stdout.buffer
     as_json = output.json_mode()
@@ -210,7 +210,7 @@ def _header(ttl: bool, memory: bool, values: bool) -> str:
 def _rows(batch: Any) -> str:
     import json
 
-    from closeup_ops.ops.keyspace_encode import display, ttl_text
+    from closeup_ops.ops.keyspace.encode import display, ttl_text
 
     lines = []
     for i, key in enumerate(batch.keys):
@@ -247,7 +247,7 @@ def _progress_fn(update: Any) -> Any:
 
 
 def _summary(target: Any, spec: Any, separator: str, depth: int, top: int) -> None:
-    from closeup_ops.ops.keyspace_summary import summarize
+    from closeup_ops.ops.keyspace.summary import summarize
 
     with output.progress("scanning") as update:
         report = summarize(
@@ -302,7 +302,7 @@ def _show_summary(report: Any) -> None:
 
 
 def _delete(target: Any, spec: Any, yes: bool) -> None:
-    from closeup_ops.ops.keyspace import delete_keys
+    from closeup_ops.ops.keyspace.keys import delete_keys
 
     with output.progress("deleting" if yes else "counting") as update:
         report = delete_keys(target, spec, yes=yes, progress=_progress_fn(update))
@@ -317,7 +317,7 @@ def _show_delete(report: Any) -> None:
             "deleted; nothing was deleted"
         )
         if report.sample:
-            from closeup_ops.ops.keyspace_encode import display
+            from closeup_ops.ops.keyspace.encode import display
 
             output.line("sample:")
             for key in report.sample:

@@ -23,7 +23,7 @@ def ping(
         raise UsageError(f"--count {count} is out of range", "use 1 to 100000")
     if interval < 0 or interval > 60:
         raise UsageError(f"--interval {interval} is out of range", "use 0 to 60 seconds")
-    from closeup_ops.connect.redis import open_redis
+    from closeup_ops.connect.open import open_redis
     from closeup_ops.ops.ping import ping as run_ping
 
     with open_redis(settings) as target:

@@ -56,8 +56,8 @@ def _target(
     """(cache or None, ec2 client, group ids, ports). The cache is looked up unless
     --group-id and --port say everything."""
     from closeup_ops.connect.aws import aws_client, aws_session, find_cache
-    from closeup_ops.connect.endpoint import parse
-    from closeup_ops.ops import security_groups as ops
+    from closeup_ops.endpoint import parse
+    from closeup_ops.ops.aws import security_groups as ops
 
     session = aws_session(settings)
     cache = None
@@ -84,7 +84,7 @@ def _change(
     description: str | None = None,
 ) -> None:
     from closeup_ops import audit, errors
-    from closeup_ops.ops import security_groups as ops
+    from closeup_ops.ops.aws import security_groups as ops
 
     source = ops.parse_source(*source_args)  # refuses 0.0.0.0/0 before any AWS call
     if description is not None and not description.strip():
@@ -151,7 +151,7 @@ def revoke(
 @with_settings(AWS_CMD)
 def show(settings: Settings, group_id: GroupId = None, port: Port = None) -> None:
     """Inbound rules of the cache's security group(s) that cover its port(s)."""
-    from closeup_ops.ops import security_groups as ops
+    from closeup_ops.ops.aws import security_groups as ops
 
     cache, ec2, groups, ports = _target(settings, group_id, port, need_all_groups=True)
     rules = ops.show(ec2, groups, ports)

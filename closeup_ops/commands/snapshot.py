@@ -62,7 +62,7 @@ def create(
     """Snapshot the cache (--cache, or the one REDIS_HOST points at)."""
     _timeout(timeout)
     from closeup_ops.connect.aws import aws_client, find_cache
-    from closeup_ops.ops import snapshots as ops
+    from closeup_ops.ops.aws import snapshots as ops
 
     client = aws_client(settings, "elasticache")
     cache = find_cache(settings, client)
@@ -86,7 +86,7 @@ def create(
 def list_(settings: Settings) -> None:
     """Snapshots of serverless and node-based caches (only the cache's own with --cache)."""
     from closeup_ops.connect.aws import aws_client, find_cache
-    from closeup_ops.ops.snapshots import list_snapshots
+    from closeup_ops.ops.aws.snapshots import list_snapshots
 
     client = aws_client(settings, "elasticache")
     cache = find_cache(settings, client) if settings.cache else None
@@ -135,8 +135,8 @@ def restore(
     """Create a NEW cache from SNAPSHOT, copying the source's network and engine settings."""
     _timeout(timeout)
     from closeup_ops.connect.aws import aws_client
-    from closeup_ops.ops import restore as ops
-    from closeup_ops.ops.snapshots import get_snapshot
+    from closeup_ops.ops.aws import restore as ops
+    from closeup_ops.ops.aws.snapshots import get_snapshot
 
     opts = ops.RestoreOptions(
         node_type=node_type,
@@ -185,7 +185,7 @@ def delete(
 ) -> None:
     """Delete SNAPSHOT (needs --yes; without it, says what would be deleted)."""
     from closeup_ops.connect.aws import aws_client
-    from closeup_ops.ops import snapshots as ops
+    from closeup_ops.ops.aws import snapshots as ops
 
     client = aws_client(settings, "elasticache")
     snap = ops.get_snapshot(client, snapshot)

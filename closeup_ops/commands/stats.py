@@ -66,7 +66,8 @@ def stats(
 ) -> None:
     """INFO summary (memory, evictions, hit rate, clients, ops/s, role, replication lag) and,
     with AWS access, CloudWatch over --since against the thresholds. Exit 6 on a breach."""
-    from closeup_ops.ops.stats import Thresholds, parse_since
+    from closeup_ops.ops.stats import parse_since
+    from closeup_ops.ops.thresholds import Thresholds
 
     since_s = parse_since(since)
     if not 0 < interval <= 3600:
@@ -96,7 +97,7 @@ def _once(settings: Settings, limits: Any, since_s: int, no_aws: bool, no_info: 
 
     info = None
     if not no_info:
-        from closeup_ops.connect.redis import open_redis
+        from closeup_ops.connect.open import open_redis
 
         with open_redis(settings) as target:
             info = collect_info(target)
@@ -117,9 +118,9 @@ def _once(settings: Settings, limits: Any, since_s: int, no_aws: bool, no_info: 
 def _cloudwatch(settings: Settings, since_s: int):
     """(CloudWatchSummary, None), or (None, why CloudWatch was skipped)."""
     from closeup_ops.connect.aws import aws_client
-    from closeup_ops.ops.cache_lookup import lookup
-    from closeup_ops.ops.cloudwatch import fetch
-    from closeup_ops.ops.doctor_aws import cache_hosts
+    from closeup_ops.ops.aws.cloudwatch import fetch
+    from closeup_ops.ops.aws.lookup import lookup
+    from closeup_ops.ops.doctor.aws import cache_hosts
 
     hosts = cache_hosts(settings)
     if not settings.cache and not hosts:
@@ -172,7 +173,7 @@ def _show(report) -> None:
         )
     cw = report.cloudwatch
     if cw is not None:
-        from closeup_ops.ops.cloudwatch import span
+        from closeup_ops.ops.aws.cloudwatch import span
 
         output.line(
             f"CloudWatch {cw.cache} ({cw.kind}), last {span(cw.since_s)}, "
@@ -204,7 +205,7 @@ COLUMNS = ["time", "keys", "mem", "clients", "ops/s", "hits", "misses", "hit%", 
 
 
 def _watch(settings: Settings, limits: Any, interval: float, count: int) -> None:
-    from closeup_ops.connect.redis import open_redis
+    from closeup_ops.connect.open import open_redis
     from closeup_ops.ops.stats import collect_info, delta, judge_delta
 
     tty = output.fancy() and not output.json_mode()

@@ -59,19 +59,19 @@ def ttl(
         raise UsageError("--type and --limit apply to --pattern only", "drop them or use --pattern")
     spec = None
     if pattern is not None:
-        from closeup_ops.ops.keyspace import ScanSpec, check_spec
+        from closeup_ops.ops.keyspace.keys import ScanSpec, check_spec
 
         spec = check_spec(ScanSpec(pattern, type_, limit, scan_count))
-    from closeup_ops.connect.redis import open_redis
+    from closeup_ops.connect.open import open_redis
 
     with open_redis(settings) as target:
         if spec is None:
-            from closeup_ops.ops.ttl import key_ttls
+            from closeup_ops.ops.keyspace.ttl import key_ttls
 
             result: Any = key_ttls(target, list(keys or []), expect_max)
             output.render(result, _show_keys)
         else:
-            from closeup_ops.ops.ttl import ttl_report
+            from closeup_ops.ops.keyspace.ttl import ttl_report
 
             with output.progress("scanning") as update:
                 from closeup_ops.commands.keys import _progress_fn
@@ -105,7 +105,7 @@ def _ttl_cell(ttl_s: int) -> str:
 
 
 def _show_keys(result: Any) -> None:
-    from closeup_ops.ops.keyspace_encode import display
+    from closeup_ops.ops.keyspace.encode import display
 
     rows = [
         [display(k.key.encode()), _ttl_cell(k.ttl)]
@@ -119,7 +119,7 @@ def _show_keys(result: Any) -> None:
 
 
 def _show_report(r: Any) -> None:
-    from closeup_ops.ops.keyspace_encode import display
+    from closeup_ops.ops.keyspace.encode import display
 
     span = "" if r.min_ttl is None else f"; TTL {r.min_ttl}-{r.max_ttl} s"
     output.line(

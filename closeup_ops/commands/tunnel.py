@@ -69,7 +69,7 @@ def tunnel(
     """SSH tunnel through the bastion to the cache; prints the export lines; Ctrl-C closes."""
     if local_port is not None and not 1 <= local_port <= 65535:
         raise UsageError(f"--local-port {local_port} is not valid", "use 1 to 65535")
-    from closeup_ops.connect.tunnel import open_tunnel
+    from closeup_ops.connect.tunnel.session import open_tunnel
 
     tun = open_tunnel(
         settings, local_port=local_port, known_hosts=known_hosts, accept_new=accept_new_host_key
@@ -85,7 +85,7 @@ def tunnel(
 
 
 def describe(tun) -> TunnelInfo:
-    from closeup_ops.connect.tunnel import exports
+    from closeup_ops.connect.tunnel.session import exports
 
     local = tun.local_settings
     return TunnelInfo(
@@ -144,7 +144,7 @@ def _hold(tun, info: TunnelInfo) -> None:
 def _run_child(tun, command: list[str]) -> int:
     import subprocess
 
-    from closeup_ops.connect.tunnel import child_env
+    from closeup_ops.connect.tunnel.session import child_env
 
     try:
         proc = subprocess.Popen(command, env=child_env(tun))

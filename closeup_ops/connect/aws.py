@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from closeup_ops import errors
-from closeup_ops.connect.endpoint import DEFAULT_PORT, SERVERLESS_READER_PORT, region_of
+from closeup_ops.endpoint import DEFAULT_PORT, SERVERLESS_READER_PORT, region_of
 from closeup_ops.errors import AwsResourceError, UsageError
 from closeup_ops.settings import Settings
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from closeup_ops.connect.endpoint import parse
+from closeup_ops.endpoint import parse
 from closeup_ops.errors import AuthError, UsageError
 from closeup_ops.settings import Settings
 

@@ -4,8 +4,7 @@ for tunnels), IAM tokens, and cluster mode (auto-detected, forced for serverless
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,7 +150,7 @@ def connect(
             _refuse_db_in_cluster(settings)
             if address_remap is None:
                 # a child of `closeup-ops tunnel -- CMD`: the tunnel hands down its node map
-                from closeup_ops.ops.tunnel_nodes import remap_from_env
+                from closeup_ops.connect.tunnel.nodes import remap_from_env
 
                 address_remap = remap_from_env()
             client = _cluster(settings, kwargs, address_remap)
@@ -173,23 +172,3 @@ def _refuse_db_in_cluster(settings: Settings) -> None:
             "which has only database 0 (SELECT is refused)",
             "unset REDIS_DB or set REDIS_DB=0",
         )
-
-
-@contextmanager
-def open_redis(settings: Settings) -> Iterator[RedisTarget]:
-    """Connect for one command's run, through an SSH tunnel when --via-bastion asks for it."""
-    if settings.via_bastion:
-        from closeup_ops.connect.tunnel import tunnelled
-
-        with tunnelled(settings) as (local_settings, remap):
-            target = connect(local_settings, address_remap=remap)
-            try:
-                yield target
-            finally:
-                target.close()
-        return
-    target = connect(settings)
-    try:
-        yield target
-    finally:
-        target.close()

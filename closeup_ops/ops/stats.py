@@ -15,18 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from closeup_ops.errors import UsageError
-
-# Below this many lookups a hit rate says little (a fresh cache, an idle dev box).
-MIN_LOOKUPS = 100
-
-
-@dataclass
-class Thresholds:
-    max_cpu: float = 70.0
-    max_evictions: int = 0
-    min_hit_rate: float = 90.0
-    max_throttled: int = 0
-    min_lookups: int = MIN_LOOKUPS
+from closeup_ops.ops.thresholds import Judgement, Thresholds, hit_rate_judgement
 
 
 @dataclass
@@ -64,16 +53,6 @@ class InfoSummary:
     repl_lag_s: int | None
     repl_lag_bytes: int | None
     taken_at: float = field(default_factory=time.time)
-
-
-@dataclass
-class Judgement:
-    name: str
-    source: str  # "info" or "cloudwatch"
-    value: float | None
-    limit: float
-    breached: bool
-    evidence: str
 
 
 def parse_since(text: str) -> int:
@@ -181,30 +160,6 @@ def judge_info(info: InfoSummary, limits: Thresholds) -> list[Judgement]:
     return out
 
 
-def hit_rate_judgement(
-    source: str, hits: float, misses: float, limits: Thresholds, when: str
-) -> Judgement:
-    lookups = hits + misses
-    if lookups < limits.min_lookups:
-        return Judgement(
-            "hit-rate",
-            source,
-            None,
-            limits.min_hit_rate,
-            False,
-            f"not judged: {lookups:.0f} lookups {when} (< {limits.min_lookups})",
-        )
-    rate = round(100 * hits / lookups, 2)
-    return Judgement(
-        "hit-rate",
-        source,
-        rate,
-        limits.min_hit_rate,
-        rate < limits.min_hit_rate,
-        f"{rate:.1f}% of {lookups:.0f} lookups hit {when} (minimum {limits.min_hit_rate:g}%)",
-    )
-
-
 def delta(before: InfoSummary, after: InfoSummary) -> dict[str, Any]:
     """One refresh of --watch: counters as differences over the interval."""
     # max(0, ...): a restarted server starts its counters again
@@ -252,7 +207,7 @@ def build_report(
     """CloudWatch judges what it measured over the window; INFO fills in the rest."""
     judgements: list[Judgement] = []
     if cw is not None:
-        from closeup_ops.ops.cloudwatch import judge
+        from closeup_ops.ops.aws.cloudwatch import judge
 
         judgements = judge(cw, limits)
     if info is not None:

@@ -1,4 +1,4 @@
-"""A VPC in network namespaces for the tunnel tests (fixture: tests/tunnel/conftest.py).
+"""A VPC in network namespaces for the tunnel tests (fixture: tests/connect/tunnel/conftest.py).
 
     laptop ns  10.231.5.1/30 --veth-- 10.231.5.2/30  vpc ns: sshd (the bastion)
                                                      10.231.6.10 on lo: Redis (standalone,

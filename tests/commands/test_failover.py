@@ -1,0 +1,106 @@
+"""`failover-test` refusals, bad input and the human report, against the shared servers.
+The outage tests (own servers, injected failures) are in tests/ops/failover/."""
+
+from __future__ import annotations
+
+import pytest
+from helpers.common import server_env
+
+
+def test_cluster_trigger_refused_on_standalone(cli, redis_plain):
+    r = cli("failover-test", "--trigger", "cluster", "--duration", "1", env=server_env(redis_plain))
+    assert r.code == 2
+    assert "needs a cluster-mode cache" in r.err and len(r.err_lines) == 1
+
+
+@pytest.mark.parametrize("trigger", ["aws", "cluster"])
+def test_serverless_endpoint_refused_unless_trigger_none(cli, trigger):
+    env = {"REDIS_HOST": "demo-du95w6.serverless.aps1.cache.amazonaws.com"}
+    r = cli("failover-test", "--trigger", trigger, env=env)
+    assert r.code == 2
+    assert "serverless" in r.err and "--trigger none" in r.err and len(r.err_lines) == 1
+
+
+@pytest.mark.parametrize(
+    "args, text",
+    [
+        (["--trigger", "dns"], "--trigger dns"),
+        (["--interval", "0"], "--interval"),
+        (["--trigger", "cluster", "--duration", "1", "--trigger-after", "2"], "--trigger-after"),
+        (["--probe-url", "ftp://x/health"], "--probe-url"),
+        (["--max-lost", "-1"], "--max-lost"),
+    ],
+)
+def test_bad_options_exit_2(cli, redis_plain, args, text):
+    r = cli("failover-test", *args, env=server_env(redis_plain))
+    assert r.code == 2, r.err
+    assert text in r.err and len(r.err_lines) == 1
+
+
+def test_human_report_has_timeline_and_summary(cli, redis_plain):
+    r = cli("failover-test", "--duration", "0.5", env=server_env(redis_plain))
+    assert r.code == 0, r.err
+    assert "Timeline" in r.out and "Summary" in r.out
+    for word in ("start", "end", "downtime", "attempted", "acknowledged", "lost"):
+        assert word in r.out
+
+
+def test_trigger_aws_refused_when_automatic_failover_is_off(cli, redis_plain, monkeypatch):
+    """Against moto: a replication group without automatic failover -> exit 5, one line,
+    before any probe write; the refusal is in the audit log."""
+    from moto import mock_aws
+
+    from closeup_ops.audit import read_entries
+
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        import boto3
+
+        boto3.client("elasticache", region_name="us-east-1").create_replication_group(
+            ReplicationGroupId="demo-nofo",
+            ReplicationGroupDescription="no failover",
+            AutomaticFailoverEnabled=False,
+            CacheNodeType="cache.t3.micro",
+            Engine="redis",
+            NumCacheClusters=2,
+        )
+        r = cli(
+            "failover-test", "--trigger", "aws", "--cache", "demo-nofo", env=server_env(redis_plain)
+        )
+    assert r.code == 5, r.err
+    errors = [line for line in r.err_lines if line.startswith("closeup-ops: error:")]
+    assert len(errors) == 1 and "automatic failover is disabled" in errors[0]
+    assert read_entries()[-1]["result"] == "error"
+
+
+def test_via_bastion_probes_through_the_tunnel(cli, redis_plain, sshd):
+    """--via-bastion: the probe and the read-back go through the SSH tunnel."""
+    from helpers.bastion import bastion_env
+
+    env = {**server_env(redis_plain), **bastion_env(sshd)}
+    r = cli("failover-test", "--via-bastion", "--json", "--duration", "1", env=env)
+    assert r.code == 0, r.err
+    s = r.json()["summary"]
+    assert s["acknowledged"] == s["attempted"] > 5 and s["lost"] == 0
+
+
+def test_unreachable_cache_exits_3_before_any_trigger(cli):
+    from closeup_ops.local.servers import free_port
+
+    env = {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(free_port())}
+    r = cli("failover-test", "--trigger", "cluster", "--duration", "1", env=env)
+    assert r.code == 3
+    assert "refused" in r.err and len(r.err_lines) == 1
+
+
+def test_tls_cache_is_probed_over_tls(cli, redis_tls, tls_files):
+    env = server_env(redis_tls, REDIS_TLS="true", REDIS_CA_CERT=str(tls_files.ca))
+    r = cli("failover-test", "--json", "--duration", "0.5", env=env)
+    assert r.code == 0, r.err
+    s = r.json()["summary"]
+    assert s["acknowledged"] == s["attempted"] > 3 and s["lost"] == 0

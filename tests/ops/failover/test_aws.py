@@ -1,0 +1,269 @@
+"""--trigger aws: TestFailover and DescribeEvents through botocore's Stubber (moto implements
+neither), handed to the ops function as its `elasticache` client. The Redis side is real: a
+primary/replica pair behind the endpoint proxy; when the stubbed TestFailover call returns,
+an after-call hook starts the outage the way ElastiCache would (primary gone, replica
+promoted, the endpoint's DNS switched)."""
+
+from __future__ import annotations
+
+import datetime
+import time
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+from helpers.failover import Injector, client_for, events, probe_keys
+
+from closeup_ops.errors import AwsResourceError, UsageError
+from closeup_ops.ops.failover.run import FailoverOptions, run_failover_test
+from closeup_ops.settings import load
+
+pytestmark = pytest.mark.slow
+
+GROUP = "demo"
+NODE1, NODE2 = "demo-0001-001", "demo-0001-002"
+
+
+def elasticache():
+    return boto3.client(
+        "elasticache",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def group(
+    primary: str,
+    failover: str = "enabled",
+    status: str = "available",
+    members: list[str] | None = None,
+) -> dict:
+    return {
+        "ReplicationGroupId": GROUP,
+        "Status": status,
+        "AutomaticFailover": failover,
+        "MemberClusters": [NODE1, NODE2] if members is None else members,
+        "NodeGroups": [
+            {
+                "NodeGroupId": "0001",
+                "Status": "available",
+                "PrimaryEndpoint": {
+                    "Address": "master.demo.abc123.use1.cache.amazonaws.com",
+                    "Port": 6379,
+                },
+                "NodeGroupMembers": [
+                    {
+                        "CacheClusterId": n,
+                        "CacheNodeId": "0001",
+                        "CurrentRole": "primary" if n == primary else "replica",
+                    }
+                    for n in (NODE1, NODE2)
+                ],
+            }
+        ],
+    }
+
+
+def stub_find_cache(stub: Stubber, desc: dict) -> None:
+    """The calls closeup_ops.connect.aws.find_cache makes for --cache demo."""
+    stub.add_client_error(
+        "describe_serverless_caches",
+        "ServerlessCacheNotFoundFault",
+        expected_params={"ServerlessCacheName": GROUP},
+    )
+    stub.add_response(
+        "describe_replication_groups", {"ReplicationGroups": [desc]}, {"ReplicationGroupId": GROUP}
+    )
+    for member in desc["MemberClusters"]:
+        stub.add_response(
+            "describe_cache_clusters",
+            {"CacheClusters": [{"CacheClusterId": member, "ReplicationGroupId": GROUP}]},
+            {"CacheClusterId": member, "ShowCacheNodeInfo": True},
+        )
+
+
+@pytest.fixture
+def settings_for(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+    def make(**flags: str):
+        return load(flags, environ={})
+
+    return make
+
+
+def test_trigger_aws_calls_test_failover_and_puts_events_on_the_timeline(pair, settings_for):
+    client = elasticache()
+    stub = Stubber(client)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    stub_find_cache(stub, group(NODE1))
+    stub.add_response(
+        "test_failover",
+        {"ReplicationGroup": group(NODE1)},
+        {"ReplicationGroupId": GROUP, "NodeGroupId": "0001"},
+    )
+    stub.add_response(
+        "describe_events",
+        {
+            "Events": [
+                {
+                    "SourceIdentifier": GROUP,
+                    "SourceType": "replication-group",
+                    "Message": "Test Failover API called for node group 0001",
+                    "Date": now,
+                },
+                {
+                    "SourceIdentifier": GROUP,
+                    "SourceType": "replication-group",
+                    "Message": f"Failover from primary node {NODE1} to replica node {NODE2} "
+                    "completed",
+                    "Date": now + datetime.timedelta(seconds=2),
+                },
+            ]
+        },
+        {
+            "SourceIdentifier": GROUP,
+            "SourceType": "replication-group",
+            "StartTime": ANY,
+            "EndTime": ANY,
+            "MaxRecords": 100,
+        },
+    )
+    stub.add_response(
+        "describe_events",
+        {
+            "Events": [
+                {
+                    "SourceIdentifier": NODE1,
+                    "SourceType": "cache-cluster",
+                    "Message": "Recovering cache nodes 0001",
+                    "Date": now,
+                },
+                {
+                    "SourceIdentifier": "other-cache-001",
+                    "SourceType": "cache-cluster",
+                    "Message": "not ours",
+                    "Date": now,
+                },
+            ]
+        },
+        {"SourceType": "cache-cluster", "StartTime": ANY, "EndTime": ANY, "MaxRecords": 100},
+    )
+    stub.add_response(
+        "describe_replication_groups",
+        {"ReplicationGroups": [group(NODE2)]},
+        {"ReplicationGroupId": GROUP},
+    )
+
+    def outage(marks: dict) -> None:
+        time.sleep(0.2)
+        pair.primary.kill()
+        time.sleep(0.5)
+        client_for(pair.replica).replicaof("NO", "ONE")
+        pair.endpoint.set_upstream(("127.0.0.1", pair.replica.port))
+
+    injector = Injector(outage)
+    client.meta.events.register("after-call.elasticache.TestFailover", lambda **_: injector.start())
+    settings = settings_for(host="127.0.0.1", port=str(pair.endpoint.port), cache=GROUP)
+    with stub:
+        report = run_failover_test(
+            settings,
+            FailoverOptions(trigger="aws", duration=3, trigger_after=0.5, recovery_timeout=10),
+            elasticache=client,
+        )
+        stub.assert_no_pending_responses()
+    injector.result()
+    assert report.result == "ok" and report.target == f"{GROUP} node group 0001"
+    assert report.aws.primary_before == NODE1 and report.aws.primary_after == NODE2
+    messages = [e.message for e in report.aws.events]
+    assert "Recovering cache nodes 0001" in messages and "not ours" not in messages
+    assert len(messages) == 3
+    ev = events({"timeline": [vars(e) for e in report.timeline]})
+    assert ev["trigger"]["detail"].startswith(f"TestFailover {GROUP} node group 0001")
+    aws_lines = [e.detail for e in report.timeline if e.event == "aws event"]
+    assert any("Failover from primary node" in line for line in aws_lines)
+    assert ev["first error"]["t"] >= ev["trigger"]["t"]
+    assert "new primary" in ev and "recovery" in ev
+    assert report.summary.downtime_s > 0.3 and report.summary.recovered
+
+
+def test_trigger_aws_refused_when_automatic_failover_is_off(pair, settings_for):
+    client = elasticache()
+    stub = Stubber(client)
+    stub_find_cache(stub, group(NODE1, failover="disabled", members=[]))
+    settings = settings_for(host="127.0.0.1", port=str(pair.endpoint.port), cache=GROUP)
+    with stub, pytest.raises(AwsResourceError) as caught:
+        run_failover_test(settings, FailoverOptions(trigger="aws", duration=2), elasticache=client)
+    assert caught.value.exit_code == 5
+    assert "automatic failover is disabled" in caught.value.line()
+    assert "--automatic-failover-enabled" in caught.value.line()
+    assert probe_keys(pair.primary) == set()  # refused before any probe write
+
+
+def test_trigger_aws_refused_for_a_serverless_cache(pair, settings_for):
+    client = elasticache()
+    stub = Stubber(client)
+    stub.add_response(
+        "describe_serverless_caches",
+        {"ServerlessCaches": [{"ServerlessCacheName": "sless", "Status": "available"}]},
+        {"ServerlessCacheName": "sless"},
+    )
+    settings = settings_for(host="127.0.0.1", port=str(pair.endpoint.port), cache="sless")
+    with stub, pytest.raises(UsageError) as caught:
+        run_failover_test(settings, FailoverOptions(trigger="aws", duration=2), elasticache=client)
+    assert "serverless" in caught.value.line() and "--trigger none" in caught.value.line()
+
+
+def test_trigger_aws_unknown_shard_lists_node_groups(pair, settings_for):
+    client = elasticache()
+    stub = Stubber(client)
+    stub_find_cache(stub, group(NODE1, members=[]))
+    settings = settings_for(host="127.0.0.1", port=str(pair.endpoint.port), cache=GROUP)
+    with stub, pytest.raises(UsageError) as caught:
+        run_failover_test(
+            settings, FailoverOptions(trigger="aws", shard="7", duration=2), elasticache=client
+        )
+    assert "use one of 0001" in caught.value.line()
+
+
+def test_trigger_none_on_serverless_endpoint_is_not_refused_up_front():
+    """--trigger none only measures, so a serverless endpoint passes the refusal check."""
+    from closeup_ops.ops.failover.trigger import refuse_serverless
+
+    settings = load({"host": "demo-du95w6.serverless.aps1.cache.amazonaws.com"}, environ={})
+    refuse_serverless(settings, "none")
+    with pytest.raises(UsageError):
+        refuse_serverless(settings, "aws")
+
+
+def test_trigger_aws_shard_picks_the_node_group(redis_plain, settings_for):
+    """--shard 2 sends TestFailover for node group 0002 (nothing fails over here: the stub
+    only checks the call; the report then notes that no failover was observed)."""
+    desc = group(NODE1, members=[])
+    second = dict(desc["NodeGroups"][0], NodeGroupId="0002")
+    desc["NodeGroups"] = [second, desc["NodeGroups"][0]]  # AWS order is not guaranteed
+    client = elasticache()
+    stub = Stubber(client)
+    stub_find_cache(stub, desc)
+    stub.add_response(
+        "test_failover",
+        {"ReplicationGroup": desc},
+        {"ReplicationGroupId": GROUP, "NodeGroupId": "0002"},
+    )
+    for _ in range(2):
+        stub.add_response("describe_events", {"Events": []})
+    stub.add_response(
+        "describe_replication_groups", {"ReplicationGroups": [desc]}, {"ReplicationGroupId": GROUP}
+    )
+    settings = settings_for(host=redis_plain.host, port=str(redis_plain.port), cache=GROUP)
+    with stub:
+        report = run_failover_test(
+            settings,
+            FailoverOptions(trigger="aws", shard="2", duration=0.6, trigger_after=0.1),
+            elasticache=client,
+        )
+        stub.assert_no_pending_responses()
+    assert report.target == f"{GROUP} node group 0002"
+    assert report.summary.lost == 0 and report.summary.failed == 0
+    assert any("no failover observed" in note for note in report.notes)

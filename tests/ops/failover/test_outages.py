@@ -1,0 +1,244 @@
+"""`failover-test` against servers these tests own, with a known outage injected beside it:
+the report must agree with what the test did (fixtures in conftest.py beside this file)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+from helpers.common import server_env
+from helpers.failover import Injector, client_for, events, probe_keys, wait_until
+
+from closeup_ops.audit import read_entries
+
+pytestmark = pytest.mark.slow
+
+
+def test_injected_outage_downtime_matches(cli, pair, health_server):
+    """Kill the primary, promote the replica and switch the endpoint after a known delay:
+    the reported downtime matches the injected one within 150 ms; the health URL's 503s
+    during the outage are reported; the run is in the audit log."""
+    delay = 1.2
+
+    def outage(marks: dict) -> None:
+        wait_until(lambda: len(probe_keys(pair.primary)) >= 10, "the probe to write")
+        health_server.status_code = 503
+        marks["t0"] = time.monotonic()
+        pair.primary.kill()
+        time.sleep(delay)
+        client_for(pair.replica).replicaof("NO", "ONE")
+        pair.endpoint.set_upstream(("127.0.0.1", pair.replica.port))
+        marks["t1"] = time.monotonic()
+        health_server.status_code = 200
+
+    injector = Injector(outage)
+    injector.start()
+    r = cli(
+        "failover-test",
+        "--json",
+        "--duration",
+        "3.5",
+        "--recovery-timeout",
+        "10",
+        "--max-downtime",
+        "10",
+        "--probe-url",
+        health_server.url,
+        env=pair.env(),
+    )
+    marks = injector.result()
+    assert r.code == 0, r.err
+    doc = r.json()
+    injected = marks["t1"] - marks["t0"]
+    s = doc["summary"]
+    assert abs(s["downtime_s"] - injected) <= 0.150, (s["downtime_s"], injected)
+    assert s["outages"] == 1 and s["recovered"] is True
+    assert s["lost"] == 0  # the replica was streaming: every acknowledged write survived
+    assert s["failed"] > 0 and s["acknowledged"] == s["attempted"] - s["write_failures"]
+    assert set(s["errors_by_type"]) <= {
+        "connection_closed",
+        "connection_reset",
+        "connection_refused",
+        "connection_error",
+        "timeout",
+    }
+    assert doc["primary_before"]["address"].endswith(f":{pair.primary.port}")
+    assert doc["primary_after"]["address"].endswith(f":{pair.replica.port}")
+    assert doc["primary_after"]["run_id"] != doc["primary_before"]["run_id"]
+    ev = events(doc)
+    assert {"start", "first error", "new primary", "recovery", "end"} <= set(ev)
+    assert ev["first error"]["t"] < ev["recovery"]["t"] <= ev["new primary"]["t"]
+    app = s["app"]
+    assert app["statuses"].get("503", 0) > 0 and app["statuses"].get("200", 0) > 0
+    assert "503" in app["during_outage"]
+    assert "app unhealthy" in ev and "app healthy" in ev
+    entry = read_entries()[-1]
+    assert entry["command"] == "failover-test" and entry["result"] == "ok"
+    assert entry["run_id"] == doc["run_id"] and entry["downtime_s"] == s["downtime_s"]
+    assert probe_keys(pair.replica) == set()  # the tool cleaned up after itself
+
+
+def test_deterministic_loss_counts_acknowledged_writes_gone(cli, pair_via_repl_proxy):
+    """Pause the replica (SIGSTOP, and freeze its replication link so the kernel's socket
+    buffer cannot hand it the writes later), keep writing, kill the primary, resume and
+    promote the replica: writes_lost equals the acknowledged writes of the pause, computed
+    here from the servers' data."""
+    pair = pair_via_repl_proxy
+
+    def outage(marks: dict) -> None:
+        wait_until(lambda: len(probe_keys(pair.replica)) >= 10, "replicated probe writes")
+        pair.repl.freeze_downstream()
+        os.kill(pair.replica.pid, signal.SIGSTOP)
+        time.sleep(1.0)  # writes acknowledged by the primary only
+        pair.endpoint.hold()  # no new request reaches the primary ...
+        time.sleep(0.1)  # ... and those in flight have their answers
+        on_primary = probe_keys(pair.primary)
+        pair.primary.kill()
+        pair.repl.drop_all()
+        os.kill(pair.replica.pid, signal.SIGCONT)
+        replica = client_for(pair.replica)
+        replica.replicaof("NO", "ONE")
+        wait_until(lambda: replica.info("replication")["role"] == "master", "promotion")
+        on_replica = probe_keys(pair.replica)
+        marks["lost"] = len(on_primary - on_replica)
+        marks["kept"] = len(on_primary & on_replica)
+        pair.endpoint.set_upstream(("127.0.0.1", pair.replica.port))
+
+    injector = Injector(outage)
+    injector.start()
+    r = cli(
+        "failover-test",
+        "--json",
+        "--duration",
+        "4",
+        "--max-lost",
+        "0",
+        "--max-downtime",
+        "0.01",
+        "--recovery-timeout",
+        "10",
+        env=pair.env(),
+    )
+    marks = injector.result()
+    assert marks["lost"] > 5 and marks["kept"] > 5  # the pause really lost writes
+    doc = r.json()
+    assert doc["summary"]["lost"] == marks["lost"], doc["summary"]
+    assert len(doc["summary"]["lost_seqs"]) == min(100, marks["lost"])
+    assert r.code == 6  # --max-lost 0 and --max-downtime 0.01 broken
+    assert doc["result"] == "limits broken"
+    errors = [line for line in r.err_lines if line.startswith("closeup-ops: error:")]
+    assert len(errors) == 1
+    assert "--max-downtime 0.01 s" in errors[0]
+    assert f"{marks['lost']} acknowledged writes lost > --max-lost 0" in errors[0]
+    assert doc["breaches"] and read_entries()[-1]["result"] == "limits broken"
+
+
+def test_cluster_trigger_fails_over_chosen_shard(cli, own_cluster):
+    """CLUSTER FAILOVER on a replica of shard 2: new primary detected, redirect followed,
+    no writes lost."""
+    r = cli(
+        "failover-test",
+        "--json",
+        "--trigger",
+        "cluster",
+        "--shard",
+        "2",
+        "--duration",
+        "4",
+        "--max-lost",
+        "0",
+        env=server_env(own_cluster.entry),
+    )
+    assert r.code == 0, r.err
+    doc = r.json()
+    s = doc["summary"]
+    assert doc["cluster"] is True and doc["target"].startswith("shard 2 ")
+    assert s["lost"] == 0 and s["acknowledged"] > 20
+    assert isinstance(s["downtime_s"], float | int)
+    assert s["redirects"] >= 1
+    before, after = doc["primary_before"], doc["primary_after"]
+    assert before["address"] != after["address"] and before["run_id"] != after["run_id"]
+    assert before["address"] in doc["target"]
+    ev = events(doc)
+    assert "CLUSTER FAILOVER" in ev["trigger"]["detail"]
+    assert ev["new primary"]["t"] >= ev["trigger"]["t"]
+    roles = client_for_address(after["address"]).info("replication")["role"]
+    assert roles == "master"
+
+
+def client_for_address(address: str):
+    import redis
+
+    host, _, port = address.rpartition(":")
+    return redis.Redis(host=host, port=int(port))
+
+
+def test_ctrl_c_exits_130_with_what_was_measured(cli, redis_plain):
+    main = threading.main_thread().ident
+
+    def interrupt() -> None:
+        time.sleep(1.0)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    r = cli("failover-test", "--json", "--duration", "20", env=server_env(redis_plain))
+    assert r.code == 130
+    doc = r.json()
+    assert doc["result"] == "interrupted"
+    assert doc["summary"]["acknowledged"] > 5 and doc["summary"]["lost"] == 0
+    assert "interrupted" in r.err
+    assert read_entries()[-1]["result"] == "interrupted"
+
+
+def test_cluster_primary_killed_trigger_none_follows_the_promotion(cli, own_cluster):
+    """--trigger none while the test kills the primary serving the probe's slot: the cluster
+    promotes its replica, the probe rediscovers the topology like a client would, and the
+    report shows the outage, the new primary and no lost writes from a synced replica."""
+
+    def serving_primary():
+        for node in own_cluster.nodes:
+            if node.alive() and probe_keys(node):
+                if client_for(node).info("replication")["role"] == "master":
+                    return node
+        return None
+
+    def outage(marks: dict) -> None:
+        wait_until(
+            lambda: serving_primary() is not None and len(probe_keys(serving_primary())) >= 10,
+            "probe writes",
+        )
+        victim = serving_primary()
+        marks["victim"] = victim.address
+        time.sleep(0.2)
+        victim.kill()
+
+    injector = Injector(outage)
+    injector.start()
+    r = cli(
+        "failover-test",
+        "--json",
+        "--duration",
+        "3",
+        "--recovery-timeout",
+        "20",
+        env=server_env(next(n for n in own_cluster.nodes if n.alive())),
+    )
+    marks = injector.result()
+    assert r.code == 0, r.err
+    doc = r.json()
+    s = doc["summary"]
+    assert doc["primary_before"]["address"] == marks["victim"]
+    assert doc["primary_after"]["address"] != marks["victim"]
+    assert s["recovered"] and s["downtime_s"] > 0.5 and s["lost"] == 0
+    assert set(s["errors_by_type"]) & {
+        "connection_refused",
+        "connection_reset",
+        "connection_closed",
+        "connection_error",
+        "clusterdown",
+        "timeout",
+    }
+    assert "new primary" in events(doc)
