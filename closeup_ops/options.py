@@ -197,6 +197,14 @@ REDIS = [
         panel=CONN,
     ),
     _opt(
+        "resolve",
+        Optional[str],
+        "--resolve",
+        help="Dial ADDR for NAME:PORT, like curl (REDIS_RESOLVE; comma-separated).",
+        panel=CONN,
+        metavar="NAME:PORT:ADDR",
+    ),
+    _opt(
         "insecure",
         bool,
         "--insecure",

@@ -64,6 +64,8 @@ class Settings:
     profile: str | None = None
     region: str | None = None
     via_bastion: bool = False
+    # REDIS_RESOLVE, like curl's --resolve: ((name, port, address), ...)
+    resolve: tuple[tuple[str, int, str], ...] = ()
 
     @property
     def serverless(self) -> bool:
@@ -82,6 +84,15 @@ class Settings:
     @property
     def endpoint(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def dial(self, host: str, port: int) -> tuple[str, int]:
+        """Where to connect for host:port: REDIS_RESOLVE's address for that name and port,
+        else the name itself (TLS still checks, and sends as SNI, the name)."""
+        wanted = host.strip().lower().rstrip(".")
+        for name, mapped_port, address in self.resolve:
+            if name == wanted and mapped_port == port:
+                return address, port
+        return host, port
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -111,6 +122,7 @@ ENV_NAMES: dict[str, str] = {
     "bastion_port": "BASTION_PORT",
     "bastion_user": "BASTION_USER",
     "bastion_key": "BASTION_KEY",
+    "resolve": "REDIS_RESOLVE",
 }
 
 # field name -> flag, for messages about a value that came from the command line
@@ -129,6 +141,7 @@ FLAG_NAMES: dict[str, str] = {
     "bastion_key": "--bastion-key",
     "profile": "--profile",
     "region": "--region",
+    "resolve": "--resolve",
 }
 
 
@@ -293,6 +306,29 @@ def _readable_file(value: Any, name: str) -> str:
     return str(path)
 
 
+RESOLVE_FORMAT = "NAME:PORT:ADDRESS[,NAME:PORT:ADDRESS...] with an IP ADDRESS"
+
+
+def _resolve(value: Any, name: str) -> tuple[tuple[str, int, str], ...]:
+    """curl's --resolve: NAME:PORT:ADDRESS, comma-separated; an IPv6 ADDRESS in []."""
+    import ipaddress
+
+    out = []
+    for entry in str(value).split(","):
+        host, _, rest = entry.strip().partition(":")
+        port_text, _, address = rest.partition(":")
+        address = address.strip().removeprefix("[").removesuffix("]")
+        try:
+            ipaddress.ip_address(address)
+            port = int(port_text)
+        except ValueError:
+            raise setting_error(name, value, RESOLVE_FORMAT) from None
+        if not host or any(c.isspace() for c in host) or not 1 <= port <= 65535:
+            raise setting_error(name, value, RESOLVE_FORMAT)
+        out.append((host.lower().rstrip("."), port, address))
+    return tuple(out)
+
+
 def _path(value: Any, name: str) -> str:
     return str(Path(str(value)).expanduser())
 
@@ -313,6 +349,7 @@ _CONVERTERS = {
     "bastion_port": _int_range(1, 65535, "a port number"),
     "bastion_user": _text,
     "bastion_key": _path,
+    "resolve": _resolve,
 }
 
 

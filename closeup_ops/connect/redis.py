@@ -96,7 +96,8 @@ def _password(settings: Settings) -> str | None:
 
 
 def _standalone(settings: Settings, kwargs: dict[str, Any], db: int) -> redis.Redis:
-    pool_kwargs = dict(kwargs, host=settings.host, port=settings.port, db=db)
+    host, port = settings.dial(settings.host, settings.port)  # REDIS_RESOLVE
+    pool_kwargs = dict(kwargs, host=host, port=port, db=db)
     pool_kwargs.setdefault("connection_class", redis.Connection)
     return redis.Redis(connection_pool=redis.ConnectionPool(**pool_kwargs))
 
@@ -106,12 +107,26 @@ def _cluster(
 ) -> RedisCluster:
     # The url= form makes redis-py build each node's pool from our kwargs, keeping our
     # connection class (TLS server name) for every node it discovers.
+    host, port = settings.dial(settings.host, settings.port)  # REDIS_RESOLVE
     return RedisCluster(
-        url=f"redis://{settings.host}:{settings.port}",
-        address_remap=address_remap,
+        url=f"redis://{f'[{host}]' if ':' in host else host}:{port}",
+        address_remap=_with_resolve(settings, address_remap),
         require_full_coverage=False,
         **kwargs,
     )
+
+
+def _with_resolve(settings: Settings, remap: AddressRemap | None) -> AddressRemap | None:
+    """The caller's remap (a tunnel's node map) first, then REDIS_RESOLVE for the node
+    names CLUSTER SLOTS announces."""
+    if not settings.resolve:
+        return remap
+
+    def both(address: tuple[str, int]) -> tuple[str, int]:
+        mapped = remap(address) if remap else address
+        return mapped if mapped != address else settings.dial(*address)
+
+    return both
 
 
 def connect(

@@ -52,7 +52,8 @@ def check_auth(p: Probe) -> Check:
     s = p.settings
     kwargs = connection_kwargs(s)
     kwargs.setdefault("connection_class", redis.Connection)
-    pool = redis.ConnectionPool(host=s.host, port=s.port, db=0, **kwargs)
+    host = p.address or s.host  # what the DNS check resolved (or REDIS_RESOLVE named)
+    pool = redis.ConnectionPool(host=host, port=s.port, db=0, **kwargs)
     p.client = redis.Redis(connection_pool=pool)
     try:
         p.client.ping()

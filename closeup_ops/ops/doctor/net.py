@@ -95,6 +95,10 @@ def check_settings(p: Probe) -> Check:
 
 def check_dns(p: Probe) -> Check:
     host, port = p.settings.host, p.settings.port
+    dialled, _ = p.settings.dial(host, port)
+    if dialled != host:
+        p.address = dialled
+        return Check("dns", OK, f"{host}:{port} -> {dialled} (REDIS_RESOLVE; DNS not asked)")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
