@@ -4,8 +4,13 @@ Names look like:
   demo-du95w6.serverless.aps1.cache.amazonaws.com          (serverless; reader on 6380)
   master.demo.abc123.use1.cache.amazonaws.com              (replication group primary)
   clustercfg.demo.abc123.use1.cache.amazonaws.com          (cluster-mode configuration)
-  demo-001.abc123.0001.use1.cache.amazonaws.com            (a node)
-The label before `cache.amazonaws.com` is AWS's short region code.
+  demo-0001-001.demo.abc123.use1.cache.amazonaws.com       (a node, in-transit encryption on)
+  demo.abc123.ng.0001.use1.cache.amazonaws.com             (primary, encryption off)
+  demo-001.abc123.0001.use1.cache.amazonaws.com            (a node, encryption off)
+The label before `cache.amazonaws.com` is AWS's short region code (`cache.amazonaws.com.cn`
+in China). The codes are not all derived the same way: ap-northeast-1 is `apne1` but
+ap-northeast-2 and -3 are `apn2` and `apn3`, cn-northwest-1 is `cnw1` (tests/test_endpoint.py
+checks the table against endpoint names seen in the wild).
 """
 
 from __future__ import annotations
@@ -36,12 +41,14 @@ REGION_CODES: dict[str, str] = {
     "apse6": "ap-southeast-6",
     "apse7": "ap-southeast-7",
     "apne1": "ap-northeast-1",
-    "apne2": "ap-northeast-2",
-    "apne3": "ap-northeast-3",
+    "apn2": "ap-northeast-2",
+    "apne2": "ap-northeast-2",  # not seen in real names; kept as an alias
+    "apn3": "ap-northeast-3",
+    "apne3": "ap-northeast-3",  # not seen in real names; kept as an alias
     "cac1": "ca-central-1",
     "caw1": "ca-west-1",
     "cnn1": "cn-north-1",
-    "cnnw1": "cn-northwest-1",
+    "cnw1": "cn-northwest-1",
     "euc1": "eu-central-1",
     "euc2": "eu-central-2",
     "euw1": "eu-west-1",
@@ -72,7 +79,10 @@ class Endpoint:
     serverless: bool
     region_code: str | None
     region: str | None
-    name_hint: str | None  # the cache name the label suggests (a guess, never trusted alone)
+    # the cache the name belongs to: the replication group id (node, primary, reader and
+    # configuration endpoints), the serverless cache's name or the cache cluster id;
+    # lower-case, as AWS stores ids. A reading of the name, never trusted alone.
+    name_hint: str | None
 
 
 def parse(host: str) -> Endpoint:
@@ -86,8 +96,7 @@ def parse(host: str) -> Endpoint:
         # demo-du95w6: the cache is "demo", the suffix is ElastiCache's random id
         hint = label.rsplit("-", 1)[0] if "-" in label else label
     elif suffix:
-        labels = host.split(".")
-        hint = labels[1] if labels[0] in ("master", "replica", "clustercfg") else labels[0]
+        hint = _group_of(host[: suffix.start()].split("."))
     return Endpoint(
         host=host,
         aws=suffix is not None,
@@ -96,6 +105,25 @@ def parse(host: str) -> Endpoint:
         region=REGION_CODES.get(code) if code else None,
         name_hint=hint,
     )
+
+
+_ROLE_PREFIXES = ("master", "replica", "clustercfg")
+
+
+def _group_of(labels: list[str]) -> str | None:
+    """The replication group (or cluster) id from the labels before the region code."""
+    if len(labels) == 3:
+        first, second, third = labels
+        if first in _ROLE_PREFIXES:  # master.demo.abc123 (encryption on)
+            return second
+        if third in ("clustercfg", "cfg"):  # demo.abc123.clustercfg (encryption off)
+            return first
+        if third.isdigit():  # demo-0001-001.abc123.0001: a node, encryption off
+            return re.sub(r"(-\d{4})?-\d{3}$", "", first)
+        return second  # demo-0001-001.demo.abc123: a node, encryption on
+    if len(labels) == 4 and labels[2] == "ng":  # demo.abc123.ng.0001 / demo-ro.abc123.ng.0001
+        return labels[0].removesuffix("-ro")
+    return labels[0] if labels and labels[0] else None
 
 
 def is_serverless(host: str) -> bool:

@@ -1,4 +1,4 @@
-"""AWS clients for the AWS commands: profile, region (flag > AWS chain > endpoint name),
+"""AWS clients for the AWS commands: profile, region (flag > endpoint name > AWS chain),
 endpoint (AWS_ENDPOINT_URL, honoured by botocore itself) and standard retry mode, so that
 throttling is retried before it is reported. Finding the cache by name or endpoint.
 
@@ -59,14 +59,16 @@ def _quick_service_listing(session: Any) -> None:
 
 
 def resolve_region(settings: Settings, session: Any | None = None) -> str:
-    session = session or aws_session(settings)
-    # botocore reads only AWS_DEFAULT_REGION; the other SDKs and the CLI v2 prefer AWS_REGION.
-    region = (
-        settings.region
-        or os.environ.get("AWS_REGION", "").strip()
-        or session.get_config_variable("region")
-        or region_of(settings.tls_server_name or settings.host)
-    )
+    """--region, else the region the endpoint's name carries (REDIS_TLS_SERVER_NAME behind a
+    tunnel, else REDIS_HOST), else AWS_REGION, else botocore's chain (AWS_DEFAULT_REGION,
+    the profile's region). The endpoint says where the cache IS; an environment default only
+    says where the operator usually works, so it must not send the call (or sign an IAM
+    token) for another region."""
+    region = settings.region or region_of(settings.tls_server_name or settings.host)
+    if not region:
+        session = session or aws_session(settings)
+        # botocore reads only AWS_DEFAULT_REGION; the other SDKs and the CLI v2 prefer AWS_REGION.
+        region = os.environ.get("AWS_REGION", "").strip() or session.get_config_variable("region")
     if not region:
         raise UsageError(
             "no AWS region",

@@ -73,8 +73,7 @@ def connection_kwargs(settings: Settings) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "socket_connect_timeout": settings.timeout,
         "socket_timeout": settings.timeout,
-        "username": settings.username,
-        "password": _password(settings),
+        **_credentials(settings),
         "client_name": "closeup-ops",
     }
     if settings.use_tls:
@@ -87,12 +86,16 @@ def connection_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
-def _password(settings: Settings) -> str | None:
+def _credentials(settings: Settings) -> dict[str, Any]:
+    """username/password, or with REDIS_IAM_AUTH a credential_provider that signs a fresh
+    IAM token for every new connection (a token is good for 15 minutes; `tunnel`,
+    `stats --watch` and `failover-test` reconnect long after that)."""
     if settings.iam_auth:
-        from closeup_ops.connect.iam import iam_token
+        from closeup_ops.connect.iam import iam_provider
 
-        return iam_token(settings)
-    return settings.password.reveal() if settings.password else None
+        return {"credential_provider": iam_provider(settings)}
+    password = settings.password.reveal() if settings.password else None
+    return {"username": settings.username, "password": password}
 
 
 def _standalone(settings: Settings, kwargs: dict[str, Any], db: int) -> redis.Redis:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import boto3
 import pytest
 from helpers import aws as aws_helpers
@@ -123,14 +125,26 @@ def test_serverless_by_name_and_replication_group_member_groups_with_stubber():
     assert ref.engine_version == "7.1.0" and ref.subnet_group == "subnets"
 
 
-def test_region_from_the_endpoint_code(aws_env, monkeypatch):
+def test_region_from_the_endpoint_code(aws_env, monkeypatch, tmp_path):
+    # --region > the endpoint's own region > AWS_REGION > AWS_DEFAULT_REGION > the profile
+    config = tmp_path / "config"
+    config.write_text("[default]\nregion = sa-east-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     settings = Settings(host="demo-du95w6.serverless.aps1.cache.amazonaws.com")
-    assert aws.resolve_region(settings) == "ap-south-1"
+    assert aws.resolve_region(settings) == "ap-south-1"  # not the profile's sa-east-1
     assert aws.resolve_region(settings.with_(region="eu-west-1")) == "eu-west-1"
     monkeypatch.setenv("AWS_REGION", "us-west-2")
-    assert aws.resolve_region(settings) == "us-west-2"
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-2")
+    assert aws.resolve_region(settings) == "ap-south-1"  # nor the environment's
+    tunnelled = Settings(host="127.0.0.1", tls_server_name=settings.host)
+    assert aws.resolve_region(tunnelled) == "ap-south-1"
+    assert aws.resolve_region(Settings(host="localhost")) == "us-west-2"
     monkeypatch.delenv("AWS_REGION")
+    assert aws.resolve_region(Settings(host="localhost")) == "us-east-2"
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    assert aws.resolve_region(Settings(host="localhost")) == "sa-east-1"
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     with pytest.raises(UsageError):
         aws.resolve_region(Settings(host="localhost"))
     assert REGION_CODES["aps1"] == "ap-south-1" and len(REGION_CODES) >= 30
