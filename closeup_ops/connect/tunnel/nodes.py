@@ -1,7 +1,12 @@
-"""Which cache nodes a tunnel must forward, and how their addresses map to local ports."""
+"""Local addresses of a tunnel: the plain forward of a standalone cache, and the bind rule.
+
+Cluster-mode and TLS caches are served by the proxy (connect/tunnel/proxy.py), which
+rewrites every node address the cache hands out to a local listener of its own.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,11 +17,12 @@ ENV_MAP = "CLOSEUP_OPS_ADDRESS_MAP"
 
 @dataclass(frozen=True)
 class Forward:
-    """127.0.0.1:local_port on this machine -> remote_host:remote_port seen from the bastion."""
+    """bind:local_port on this machine -> remote_host:remote_port seen from the bastion."""
 
     remote_host: str
     remote_port: int
     local_port: int
+    bind: str = LOCAL
 
     @property
     def remote(self) -> str:
@@ -24,13 +30,32 @@ class Forward:
 
     @property
     def local(self) -> str:
-        return f"{LOCAL}:{self.local_port}"
+        return f"{self.bind}:{self.local_port}"
 
     def ssh_spec(self) -> str:
         host = f"[{self.remote_host}]" if ":" in self.remote_host else self.remote_host
-        return f"{LOCAL}:{self.local_port}:{host}:{self.remote_port}"
+        bind = f"[{self.bind}]" if ":" in self.bind else self.bind
+        return f"{bind}:{self.local_port}:{host}:{self.remote_port}"
 
 
+def is_loopback(bind: str) -> bool:
+    """127.0.0.0/8, ::1 and `localhost`: reachable from this machine only."""
+    if bind == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bind).is_loopback
+    except ValueError:
+        return False
+
+
+def client_host(bind: str) -> str:
+    """The address a client on this machine dials for a listener bound to `bind`."""
+    if bind in ("0.0.0.0", "::", "localhost", ""):
+        return LOCAL
+    return bind
+
+
+# Still read by connect/redis.py until its remap_from_env call goes (the proxy made it moot).
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 

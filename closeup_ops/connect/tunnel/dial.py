@@ -1,0 +1,187 @@
+"""Dialers: `dial(host, port)` -> a connected TCP socket to host:port as the BASTION sees
+it (the name is resolved on the far side, like a VPC's private DNS). The proxy
+(connect/tunnel/proxy.py) opens every upstream connection with one.
+
+- socks5_dialer: through OpenSSH's dynamic forward (`ssh -D`), sending the host NAME
+  (SOCKS5 ATYP 3) so the bastion resolves it.
+- channel_dialer: a paramiko `direct-tcpip` channel, bridged to a loopback TCP socket.
+- dialed_connection: a redis-py connection class that dials through one of them (used to
+  ask the cache whether it runs in cluster mode before the proxy starts).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from closeup_ops.connect.tunnel.nodes import LOCAL
+
+Dial = Callable[[str, int], socket.socket]
+
+# RFC 1928 section 6, reply field
+SOCKS_REPLIES = {
+    1: "general failure",
+    2: "not allowed by the bastion",
+    3: "network unreachable",
+    4: "host unreachable",
+    5: "connection refused",
+    6: "TTL expired",
+    7: "command not supported",
+    8: "address type not supported",
+}
+
+
+def _recv_exact(sock: socket.socket, size: int, what: str) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError(f"the bastion closed the connection during {what}")
+        data += chunk
+    return data
+
+
+def socks5_connect(proxy: tuple[str, int], host: str, port: int, timeout: float) -> socket.socket:
+    """CONNECT host:port through a SOCKS5 proxy without authentication; an IP literal goes
+    as an address, a name as ATYP 3 (resolved by the proxy, i.e. on the bastion)."""
+    sock = socket.create_connection(proxy, timeout=timeout)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(b"\x05\x01\x00")  # version 5, one method: no authentication
+        if _recv_exact(sock, 2, "the SOCKS greeting") != b"\x05\x00":
+            raise ConnectionError("the SOCKS forward refused the greeting")
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            name = host.encode("idna")
+            if not 0 < len(name) < 256:
+                raise ConnectionError(f"host name {host!r} is not valid") from None
+            address = b"\x03" + bytes([len(name)]) + name
+        else:
+            address = (b"\x01" if ip.version == 4 else b"\x04") + ip.packed
+        sock.sendall(b"\x05\x01\x00" + address + struct.pack(">H", port))
+        version, reply, _, atyp = _recv_exact(sock, 4, "the SOCKS reply")
+        if version != 5 or reply != 0:
+            reason = SOCKS_REPLIES.get(reply, f"SOCKS error {reply}")
+            raise ConnectionRefusedError(f"the bastion cannot open {host}:{port} ({reason})")
+        if atyp == 1:
+            rest = 4
+        elif atyp == 4:
+            rest = 16
+        else:
+            rest = _recv_exact(sock, 1, "the SOCKS reply")[0]
+        _recv_exact(sock, rest + 2, "the SOCKS reply")  # bound address + port: unused
+        sock.settimeout(None)
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+def socks5_dialer(port: int, timeout: float) -> Dial:
+    """A Dial through the SOCKS5 listener of `ssh -D 127.0.0.1:port`."""
+
+    def dial(host: str, remote_port: int) -> socket.socket:
+        return socks5_connect((LOCAL, port), host, remote_port, timeout)
+
+    return dial
+
+
+def channel_dialer(transport: Callable[[], Any], timeout: float) -> Dial:
+    """A Dial on a paramiko transport (`transport()` returns the current one, so the same
+    dialer keeps working after a reconnect): one direct-tcpip channel per call, bridged to
+    a loopback TCP socket by a pump thread."""
+
+    def dial(host: str, port: int) -> socket.socket:
+        import paramiko
+
+        current = transport()
+        if current is None or not current.is_active():
+            raise ConnectionError("the SSH session to the bastion is down (reconnecting)")
+        try:
+            channel = current.open_channel(
+                "direct-tcpip", (host, port), (LOCAL, 0), timeout=timeout
+            )
+        except paramiko.ChannelException as exc:
+            raise ConnectionRefusedError(
+                f"the bastion cannot open {host}:{port} ({exc.text or exc.code})"
+            ) from None
+        except (paramiko.SSHException, EOFError) as exc:
+            raise ConnectionError(f"the bastion did not open {host}:{port}: {exc}") from None
+        try:
+            ours, theirs = tcp_pair()
+        except OSError:
+            channel.close()
+            raise
+        threading.Thread(target=pump, args=(theirs, channel), daemon=True).start()
+        return ours
+
+    return dial
+
+
+def pump(conn: socket.socket, channel: Any, size: int = 256 << 10) -> None:
+    """Move bytes both ways between a socket and a paramiko channel until either ends."""
+    import select
+
+    try:
+        while True:
+            ready, _, _ = select.select([conn, channel], [], [])
+            if conn in ready:
+                data = conn.recv(size)
+                if not data:
+                    break
+                channel.sendall(data)
+            if channel in ready:
+                data = channel.recv(size)
+                if not data:
+                    break
+                conn.sendall(data)
+    except (OSError, EOFError, Exception):  # noqa: BLE001 - either side went away
+        pass
+    finally:
+        # closing a channel on a transport that already died raises EOFError; this thread
+        # must end quietly either way (no traceback on the user's terminal)
+        for closing in (channel.close, conn.close):
+            try:
+                closing()
+            except (OSError, EOFError, Exception):  # noqa: BLE001
+                pass
+
+
+def tcp_pair() -> tuple[socket.socket, socket.socket]:
+    """Two connected loopback TCP sockets (a socketpair() is AF_UNIX: no TCP options)."""
+    with socket.socket() as listener:
+        listener.bind((LOCAL, 0))
+        listener.listen(1)
+        ours = socket.create_connection(listener.getsockname())
+        try:
+            theirs, _ = listener.accept()
+        except OSError:
+            ours.close()
+            raise
+    for sock in (ours, theirs):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return ours, theirs
+
+
+def dialed_connection(base: type, dial: Dial) -> type:
+    """A redis-py connection class (Connection or an SSLConnection subclass) whose TCP
+    connection is `dial(host, port)`; TLS, if any, is then negotiated over it as usual."""
+    from redis.connection import SSLConnection
+
+    def _connect(self: Any) -> socket.socket:
+        sock = dial(self.host, self.port)
+        sock.settimeout(self.socket_timeout)
+        if isinstance(self, SSLConnection):
+            try:
+                return self._wrap_socket_with_ssl(sock)
+            except BaseException:
+                sock.close()
+                raise
+        return sock
+
+    return type(f"Dialed{base.__name__}", (base,), {"_connect": _connect})

@@ -1,0 +1,81 @@
+"""The dialers the proxy opens its upstream connections with, through a real sshd: OpenSSH's
+dynamic forward (SOCKS5, host name sent for the far side to resolve) and paramiko's
+direct-tcpip channels; both survive a reconnect; a port nobody listens on is an OSError."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from closeup_ops.connect.tunnel.bastion import Bastion, check
+from closeup_ops.connect.tunnel.engines import OpenSshForwards, ParamikoForwards, port_free
+from closeup_ops.connect.tunnel.nodes import Forward
+from closeup_ops.local.servers import free_port
+
+
+def bastion_for(sshd) -> Bastion:
+    return Bastion(sshd.host, sshd.port, sshd.user, str(sshd.client_key), sshd.known_hosts)
+
+
+@pytest.fixture(params=["openssh", "paramiko"])
+def engine(request, sshd):
+    b = bastion_for(sshd)
+    kind = OpenSshForwards if request.param == "openssh" else ParamikoForwards
+    eng = kind(b, check(b), [], **({"dynamic": True} if request.param == "openssh" else {}))
+    eng.start()
+    yield eng
+    eng.close()
+
+
+def ping(sock: socket.socket) -> bytes:
+    sock.settimeout(5)
+    sock.sendall(b"PING\r\n")
+    return sock.recv(64)
+
+
+def test_dial_by_name_and_by_ip(engine, redis_plain):
+    dial = engine.dialer()
+    # "localhost" goes to the bastion as a name (SOCKS5 ATYP 3 / direct-tcpip host string)
+    for host in ("localhost", "127.0.0.1"):
+        with dial(host, redis_plain.port) as sock:
+            assert sock.family == socket.AF_INET and sock.type == socket.SOCK_STREAM
+            assert ping(sock) == b"+PONG\r\n"
+
+
+def test_dial_many_at_once(engine, redis_plain):
+    dial = engine.dialer()
+    socks = [dial("127.0.0.1", redis_plain.port) for _ in range(20)]
+    try:
+        assert all(ping(s) == b"+PONG\r\n" for s in socks)
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_dial_closed_port_is_an_oserror(engine):
+    with pytest.raises(OSError):
+        engine.dialer()("127.0.0.1", free_port())
+
+
+def test_dialer_works_after_a_restart(engine, redis_plain, sshd):
+    dial = engine.dialer()
+    engine.stop()
+    assert not engine.alive()
+    with pytest.raises(OSError):
+        dial("127.0.0.1", redis_plain.port)  # session down: fails fast, never hangs
+    engine.pin(check(bastion_for(sshd)))
+    engine.start()
+    with dial("127.0.0.1", redis_plain.port) as sock:
+        assert ping(sock) == b"+PONG\r\n"
+
+
+def test_set_forwards_opens_and_frees_local_ports(engine, redis_plain):
+    port = free_port()
+    engine.set_forwards([Forward("127.0.0.1", redis_plain.port, port)])
+    with socket.create_connection(("127.0.0.1", port), 5) as sock:
+        assert ping(sock) == b"+PONG\r\n"
+    engine.set_forwards([])
+    assert port_free(port)
+    with engine.dialer()("127.0.0.1", redis_plain.port) as sock:  # dialer unaffected
+        assert ping(sock) == b"+PONG\r\n"
