@@ -12,8 +12,12 @@ DEFAULT_NAMES = ("localhost", "cache.closeup.test", "*.cache.closeup.test")
 
 
 def make_tls_files(
-    directory: Path, names: tuple[str, ...] = DEFAULT_NAMES, ips: tuple[str, ...] = ("127.0.0.1",)
+    directory: Path,
+    names: tuple[str, ...] = DEFAULT_NAMES,
+    ips: tuple[str, ...] = ("127.0.0.1",),
+    days: int = 2,
 ) -> TLSFiles:
+    """A CA and a server certificate for `names` and `ips`, valid for `days`."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -31,7 +35,7 @@ def make_tls_files(
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
+        .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -61,7 +65,7 @@ def make_tls_files(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
+        .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(
             x509.ExtendedKeyUsage(
