@@ -333,6 +333,19 @@ def _path(value: Any, name: str) -> str:
     return str(Path(str(value)).expanduser())
 
 
+def _key_file(value: Any, name: str) -> str:
+    """BASTION_KEY: a file that is not there is a bad setting (exit 2), like REDIS_CA_CERT;
+    its mode and format are checked when the tunnel loads it."""
+    path = Path(str(value)).expanduser()
+    if not path.is_file():
+        raise UsageError(
+            f"{name}={value} is not a file",
+            "point BASTION_KEY (or --bastion-key) at the private key file, e.g. "
+            "~/.ssh/bastion.pem, or unset it to use the SSH agent",
+        )
+    return str(path)
+
+
 _CONVERTERS = {
     "host": _text,
     "port": _int_range(1, 65535, "a port number"),
@@ -348,7 +361,7 @@ _CONVERTERS = {
     "bastion_host": _text,
     "bastion_port": _int_range(1, 65535, "a port number"),
     "bastion_user": _text,
-    "bastion_key": _path,
+    "bastion_key": _key_file,
     "resolve": _resolve,
 }
 

@@ -89,7 +89,21 @@ def aws_client(settings: Settings, service: str, session: Any | None = None) -> 
         connect_timeout=settings.timeout,
         read_timeout=max(settings.timeout, 30),
     )
-    return session.create_client(service, region_name=region, config=config)
+    client = session.create_client(service, region_name=region, config=config)
+    remember_requests(client)
+    return client
+
+
+def remember_requests(client: Any) -> None:
+    """Keep each operation's parameters in errors.CONTEXT["aws_requests"], so that AWS
+    refusing a request the tool built (InvalidParameterCombination) can show what was sent."""
+
+    def remember(params: dict[str, Any], model: Any, **_: Any) -> None:
+        requests = errors.CONTEXT.setdefault("aws_requests", {})
+        assert isinstance(requests, dict)
+        requests[model.name] = dict(params)
+
+    client.meta.events.register("provide-client-params.*.*", remember)
 
 
 # --- finding the cache -----------------------------------------------------------------

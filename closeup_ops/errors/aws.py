@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from closeup_ops.errors import types as errors
 from closeup_ops.errors.types import AuthError, AwsResourceError, ConnectError, OpsError, UsageError
 
@@ -65,11 +67,34 @@ def map_aws_error(exc: BaseException) -> OpsError:
         return AuthError(text, f"grant the IAM permission for {op} to these credentials")
     if code == "DryRunOperation":
         return OpsError(text)
+    if code == "InvalidParameterCombination":
+        # The tool chose the combination (a restore copies a dozen settings): not the
+        # user's values, the tool's fault: exit 1 with what was sent.
+        sent = _sent(op)
+        return OpsError(
+            f"AWS refused the request closeup-ops built: {text}"
+            + (f"; request {sent}" if sent else ""),
+            "this is a closeup-ops bug: please report this line; a flag that sets the "
+            "refused value yourself may work around it",
+        )
     if code in USAGE_CODES:
         return UsageError(text, "check the values passed")
     if code.startswith("Throttl") or code in ("RequestLimitExceeded", "TooManyRequests"):
         return AwsResourceError(text, "AWS kept throttling after retries: wait and retry")
     return AwsResourceError(text, _resource_hint(code))
+
+
+SECRET_PARAMS = ("AuthToken", "Password", "Passwords", "SecretAccessKey", "SessionToken")
+
+
+def _sent(op: str) -> str | None:
+    """The parameters of the last `op` call, secrets masked (errors.types.scrub runs too)."""
+    requests = errors.CONTEXT.get("aws_requests")
+    params = requests.get(op) if isinstance(requests, dict) else None
+    if not isinstance(params, dict):
+        return None
+    shown = {k: ("******" if k in SECRET_PARAMS else v) for k, v in sorted(params.items())}
+    return json.dumps(shown, default=str, separators=(",", ":"))
 
 
 def _resource_hint(code: str) -> str:

@@ -307,7 +307,8 @@ def test_error_auth_refused(cli, redis_plain, sshd, tmp_path):
 
 def test_error_key_missing(cli, redis_plain, sshd, tmp_path):
     env = env_for(redis_plain, sshd, BASTION_KEY=str(tmp_path / "nope.pem"))
-    one_line(cli("ping", "--via-bastion", env=env), 4, "does not exist")
+    # a bad setting, like a missing REDIS_CA_CERT: exit 2 before anything is dialled
+    one_line(cli("ping", "--via-bastion", env=env), 2, "BASTION_KEY", "private key file")
 
 
 def test_error_key_bad_permissions(cli, redis_plain, sshd, tmp_path):
