@@ -40,6 +40,17 @@ def _clean_environment():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _fresh_boto3_default_session():
+    """boto3's default session keeps the credentials it first found: a test that ran with
+    fake credentials would hand them to a later test that removed them."""
+    import boto3
+
+    boto3.DEFAULT_SESSION = None
+    yield
+    boto3.DEFAULT_SESSION = None
+
+
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("servers")
@@ -99,7 +110,8 @@ def redis_cluster(workdir):
 def sshd(workdir):
     if not sshd_binary():
         pytest.skip("sshd is not installed (apt-get install -y openssh-server)")
-    server = start_sshd(workdir / "sshd")
+    # DEBUG1 logs each forwarded connection's target: Sshd.forwards_to() proves the path.
+    server = start_sshd(workdir / "sshd", extra_config="LogLevel DEBUG1")
     yield server
     server.stop()
 

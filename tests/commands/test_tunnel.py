@@ -38,9 +38,12 @@ def env_for(server, sshd, **more):
 
 
 def test_ping_via_bastion_plain(cli, redis_plain, sshd, engine):
+    before = sshd.forwards_to(redis_plain.port)
     r = cli("ping", "--via-bastion", "--json", env=env_for(redis_plain, sshd))
     assert r.code == 0, r.err
     assert r.json()["reply"] == "PONG"
+    # the PING went through the bastion, not straight to the loopback server
+    assert sshd.forwards_to(redis_plain.port) > before
 
 
 def test_tunnel_runs_command_with_env_and_returns_its_exit_code(cli, redis_plain, sshd, tmp_path):
@@ -175,10 +178,14 @@ def test_tls_named_certificate_through_tunnel(cli, redis_tls_named_only, sshd, e
 
 
 def test_cluster_via_bastion_pings_every_primary(cli, redis_cluster, sshd):
+    primaries = [n.port for n in redis_cluster.primaries()]
+    before = {p: sshd.forwards_to(p) for p in primaries}
     r = cli("ping", "--via-bastion", "--json", env=env_for(redis_cluster.entry, sshd))
     assert r.code == 0, r.err
     doc = r.json()
     assert doc["cluster"] is True and len(doc["nodes"]) == 3
+    # every primary was reached through the bastion
+    assert all(sshd.forwards_to(p) > before[p] for p in primaries), before
 
 
 def test_cluster_keys_in_every_slot_range_and_moved(redis_cluster, sshd, monkeypatch, engine):
@@ -368,8 +375,11 @@ def test_known_hosts_flag(cli, redis_plain, sshd, tmp_path):
 
 
 def test_no_orphan_ssh_after_runs(redis_plain, sshd):
-    out = subprocess.run(["pgrep", "-f", f"-p {sshd.port} -l"], capture_output=True, text=True)
-    assert out.stdout.strip() == "", f"ssh children left running: {out.stdout}"
+    # `--` ends pgrep's options: the pattern starts with "-p" (pgrep exits 1 when none match)
+    out = subprocess.run(
+        ["pgrep", "-a", "-f", "--", f"-p {sshd.port} -l"], capture_output=True, text=True
+    )
+    assert out.returncode == 1, f"ssh children left running: {out.stdout} {out.stderr}"
 
 
 def test_ssh_errors_mapper_covers_paramiko():
@@ -400,7 +410,9 @@ def test_ssh_errors_mapper_covers_paramiko():
 )
 def test_redis_commands_take_via_bastion(cli, redis_plain, sshd, args):
     redis.Redis(port=redis_plain.port).set("t5:via:key", "v", ex=60)
+    before = sshd.forwards_to(redis_plain.port)
     r = cli(args[0], "--via-bastion", *args[1:], env=env_for(redis_plain, sshd))
     assert r.code in (0, 6), (r.code, r.err)  # 6: a check ran and found something
+    assert sshd.forwards_to(redis_plain.port) > before, "did not go through the bastion"
     assert "bastion" not in r.err and "cannot" not in r.err, r.err
     assert r.out.lstrip().startswith(("{", "["))

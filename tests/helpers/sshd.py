@@ -39,6 +39,17 @@ class Sshd:
         out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
         return [int(p) for p in out.stdout.split()]
 
+    def forwards_to(self, port: int) -> int:
+        """How many forwarded connections (direct-tcpip channels: `ssh -L`, `ssh -D`, paramiko)
+        this sshd opened to `port` so far: proof of the path a tunnelled client took. Needs
+        LogLevel DEBUG1 (the `sshd` fixture sets it)."""
+        log = (self.workdir / "sshd.log").read_text(errors="replace")
+        return sum(
+            1
+            for line in log.splitlines()
+            if "server_request_direct_tcpip" in line and line.endswith(f" port {port}")
+        )
+
     def kill_sessions(self) -> int:
         pids = self.session_pids()
         for pid in pids:
@@ -99,8 +110,8 @@ AllowTcpForwarding yes
 PermitOpen any
 MaxSessions 100
 MaxStartups 100
-LogLevel ERROR
 {extra_config}
+LogLevel ERROR
 """
     )
     cmd = [binary, "-D", "-e", "-f", str(config)]

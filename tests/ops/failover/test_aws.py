@@ -12,7 +12,7 @@ import time
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
-from helpers.failover import Injector, client_for, events, probe_keys
+from helpers.failover import Injector, client_for, events, probe_keys, wait_until
 
 from closeup_ops.errors import AwsResourceError, UsageError
 from closeup_ops.ops.failover.run import FailoverOptions, run_failover_test
@@ -157,9 +157,9 @@ def test_trigger_aws_calls_test_failover_and_puts_events_on_the_timeline(pair, s
     )
 
     def outage(marks: dict) -> None:
-        time.sleep(0.2)
+        wait_until(lambda: len(probe_keys(pair.primary)) >= 3, "the probe to write")
         pair.primary.kill()
-        time.sleep(0.5)
+        time.sleep(0.5)  # the injected outage's length (what is measured, not a race)
         client_for(pair.replica).replicaof("NO", "ONE")
         pair.endpoint.set_upstream(("127.0.0.1", pair.replica.port))
 

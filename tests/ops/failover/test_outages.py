@@ -92,10 +92,14 @@ def test_deterministic_loss_counts_acknowledged_writes_gone(cli, pair_via_repl_p
         wait_until(lambda: len(probe_keys(pair.replica)) >= 10, "replicated probe writes")
         pair.repl.freeze_downstream()
         os.kill(pair.replica.pid, signal.SIGSTOP)
-        time.sleep(1.0)  # writes acknowledged by the primary only
+        frozen_at = len(probe_keys(pair.primary))
+        # writes acknowledged by the primary only: wait until there are some
+        wait_until(
+            lambda: len(probe_keys(pair.primary)) >= frozen_at + 10, "writes during the pause"
+        )
         pair.endpoint.hold()  # no new request reaches the primary ...
-        time.sleep(0.1)  # ... and those in flight have their answers
-        on_primary = probe_keys(pair.primary)
+        on_primary = settled(lambda: probe_keys(pair.primary))  # ... in-flight ones answered
+        time.sleep(0.1)  # the outage's length: part of the scenario (--max-downtime 0.01)
         pair.primary.kill()
         pair.repl.drop_all()
         os.kill(pair.replica.pid, signal.SIGCONT)
@@ -180,7 +184,8 @@ def test_ctrl_c_exits_130_with_what_was_measured(cli, redis_plain):
     main = threading.main_thread().ident
 
     def interrupt() -> None:
-        time.sleep(1.0)
+        # interrupt once the probe has had more than 5 writes acknowledged by the server
+        wait_until(lambda: len(probe_keys(redis_plain)) > 5, "probe writes")
         signal.pthread_kill(main, signal.SIGINT)
 
     threading.Thread(target=interrupt, daemon=True).start()
@@ -212,7 +217,8 @@ def test_cluster_primary_killed_trigger_none_follows_the_promotion(cli, own_clus
         )
         victim = serving_primary()
         marks["victim"] = victim.address
-        time.sleep(0.2)
+        # kill it the moment its replica has caught up (no write of the probe in limbo)
+        wait_until(lambda: replica_caught_up(victim), "the replica to catch up", timeout=10)
         victim.kill()
 
     injector = Injector(outage)
@@ -242,3 +248,20 @@ def test_cluster_primary_killed_trigger_none_follows_the_promotion(cli, own_clus
         "timeout",
     }
     assert "new primary" in events(doc)
+
+
+def settled(read, rounds: int = 3, timeout: float = 5.0):
+    """`read()` once it gives the same answer `rounds` times in a row (bounded)."""
+    deadline = time.monotonic() + timeout
+    last, same = read(), 1
+    while same < rounds and time.monotonic() < deadline:
+        now = read()
+        same = same + 1 if now == last else 1
+        last = now
+    return last
+
+
+def replica_caught_up(primary) -> bool:
+    info = client_for(primary).info("replication")
+    replica = info.get("slave0")
+    return bool(replica) and int(replica["offset"]) >= int(info["master_repl_offset"])

@@ -11,13 +11,8 @@ from helpers.keyspace import client_for, fill, unique_prefix
 
 from closeup_ops.connect.redis import connect
 from closeup_ops.ops.keyspace.encode import display, ndjson_batch, text_keys, ttl_text
-from closeup_ops.ops.keyspace.keys import (
-    ScanSpec,
-    ScanStats,
-    delete_keys,
-    iter_keys,
-    unlink_commands,
-)
+from closeup_ops.ops.keyspace.delete import delete_keys, unlink_commands
+from closeup_ops.ops.keyspace.keys import ScanSpec, ScanStats, iter_keys
 from closeup_ops.ops.keyspace.scan import NodeChannel, pack, per_key, scan_node
 from closeup_ops.ops.keyspace.summary import namespace_of, summarize
 from closeup_ops.ops.keyspace.ttl import _histogram, bucket_label
@@ -73,17 +68,34 @@ def test_per_key_each_interleaves_commands_key_by_key():
     from closeup_ops.ops.keyspace.scan import per_key_each
 
     build = per_key_each([("PTTL",), ("MEMORY", "USAGE")])
-    for keys in ([b"a", b"bb"], [b"a", b"x" * 1500]):
-        expected = b"".join(pack("PTTL", k) + pack("MEMORY", "USAGE", k) for k in keys)
-        assert build(keys) == expected
+    assert build([b"a", b"bb"]) == (
+        b"*2\r\n$4\r\nPTTL\r\n$1\r\na\r\n*3\r\n$6\r\nMEMORY\r\n$5\r\nUSAGE\r\n$1\r\na\r\n"
+        b"*2\r\n$4\r\nPTTL\r\n$2\r\nbb\r\n*3\r\n$6\r\nMEMORY\r\n$5\r\nUSAGE\r\n$2\r\nbb\r\n"
+    )
+    keys = [b"a", b"x" * 1500]
+    expected = b"".join(resp(b"PTTL", k) + resp(b"MEMORY", b"USAGE", k) for k in keys)
+    assert build(keys) == expected
 
 
 def test_per_key_packing_matches_resp():
     build = per_key("MEMORY", "USAGE")
     long_key = b"k" * 2000
-    assert build([b"a", long_key]) == pack("MEMORY", "USAGE", b"a") + pack(
-        "MEMORY", "USAGE", long_key
+    assert build([b"a", long_key]) == resp(b"MEMORY", b"USAGE", b"a") + resp(
+        b"MEMORY", b"USAGE", long_key
     )
+
+
+def test_pack_is_resp():
+    assert pack("SET", b"k", "v") == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n"
+    assert pack("GET", b"\xff\r\n") == b"*2\r\n$3\r\nGET\r\n$3\r\n\xff\r\n\r\n"
+
+
+def resp(*args: bytes) -> bytes:
+    """RESP array of bulk strings, written here from the protocol spec (not the module's pack)."""
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
 
 
 # --- namespaces, slots, buckets ---------------------------------------------------------
@@ -185,7 +197,7 @@ def test_iter_keys_limit_and_columns(redis_plain, prefixed):
 def test_summary_arithmetic_and_biggest_keys(redis_plain, prefixed):
     prefix, client = prefixed
     for i in range(10):
-        client.set(f"{prefix}:s:{i}", "x" * (100 * (i + 1)), ex=600 if i % 2 else None)
+        client.set(f"{prefix}:s:{i}", "x" * 2 ** (i + 6), ex=600 if i % 2 else None)
     client.set(f"{prefix}nosep", "1")
     target = target_for(redis_plain)
     report = summarize(target, ScanSpec(f"{prefix}*"), depth=2, top=3)
@@ -195,8 +207,9 @@ def test_summary_arithmetic_and_biggest_keys(redis_plain, prefixed):
     assert s.keys == 10 and s.with_ttl == 5 and s.without_ttl == 5 and s.ttl_share == 0.5
     sizes = [client.memory_usage(f"{prefix}:s:{i}") for i in range(10)]
     assert s.total_bytes == sum(sizes)
-    assert [b.key for b in s.biggest] == [f"{prefix}:s:9", f"{prefix}:s:8", f"{prefix}:s:7"]
-    assert s.biggest[0].ttl_ms > 0 and s.biggest[1].ttl_ms == -1
+    assert s.biggest.key == f"{prefix}:s:9" and s.biggest.ttl_ms > 0
+    assert [b.key for b in report.biggest] == [f"{prefix}:s:9", f"{prefix}:s:8", f"{prefix}:s:7"]
+    assert report.biggest[1].ttl_ms == -1 and report.biggest[0].namespace == f"{prefix}:s"
     assert ns["(no namespace)"].keys == 1
     assert report.keys == 11 and report.without_ttl == 6
 
