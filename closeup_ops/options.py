@@ -238,6 +238,18 @@ REDIS = [
     *AWS,
 ]
 
+# For the keyspace commands (keys, ttl): a cap on the load they add to each node.
+RATE = [
+    _opt(
+        "rate",
+        Optional[str],
+        "--rate",
+        help="At most N commands per second per node (REDIS_RATE; default no cap).",
+        panel="Scan",
+        metavar="N",
+    ),
+]
+
 # For AWS commands: the cache is named by --cache or found from REDIS_HOST.
 AWS_CMD = [
     _opt(

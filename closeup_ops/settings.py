@@ -64,6 +64,7 @@ class Settings:
     profile: str | None = None
     region: str | None = None
     via_bastion: bool = False
+    rate: int | None = None  # keys/ttl: commands per second per node (--rate, REDIS_RATE)
     # REDIS_RESOLVE, like curl's --resolve: ((name, port, address), ...)
     resolve: tuple[tuple[str, int, str], ...] = ()
 
@@ -123,6 +124,7 @@ ENV_NAMES: dict[str, str] = {
     "bastion_user": "BASTION_USER",
     "bastion_key": "BASTION_KEY",
     "resolve": "REDIS_RESOLVE",
+    "rate": "REDIS_RATE",
 }
 
 # field name -> flag, for messages about a value that came from the command line
@@ -142,6 +144,7 @@ FLAG_NAMES: dict[str, str] = {
     "profile": "--profile",
     "region": "--region",
     "resolve": "--resolve",
+    "rate": "--rate",
 }
 
 
@@ -363,6 +366,7 @@ _CONVERTERS = {
     "bastion_user": _text,
     "bastion_key": _key_file,
     "resolve": _resolve,
+    "rate": _int_range(1, 1_000_000, "commands per second"),
 }
 
 

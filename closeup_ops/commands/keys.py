@@ -1,4 +1,5 @@
-"""`closeup-ops keys`: list, summarise or delete keys; SCAN only, every primary."""
+"""`closeup-ops keys`: list, summarise or delete keys; SCAN only, every shard (at once in
+cluster mode), from replicas with --replicas, at most --rate commands/s per node."""
 
 # No `from __future__ import annotations`: the option annotations name this module's
 # panel constants, which typer could not resolve from strings.
@@ -10,7 +11,7 @@ import typer
 
 from closeup_ops import output
 from closeup_ops.errors import UsageError
-from closeup_ops.options import REDIS, with_settings
+from closeup_ops.options import RATE, REDIS, with_settings
 from closeup_ops.settings import Settings
 
 SCAN = "Scan"
@@ -19,7 +20,7 @@ SUMMARY = "Summary"
 DELETE = "Delete"
 
 
-@with_settings(REDIS)
+@with_settings(REDIS, RATE)
 def keys(
     settings: Settings,
     pattern: Annotated[
@@ -42,6 +43,23 @@ def keys(
             "--scan-count", help="SCAN COUNT hint (keys looked at per call).", rich_help_panel=SCAN
         ),
     ] = 1000,
+    parallel: Annotated[
+        int,
+        typer.Option(
+            "--parallel",
+            help="Shards worked at once in cluster mode (1: one after the other).",
+            rich_help_panel=SCAN,
+        ),
+    ] = 8,
+    replicas: Annotated[
+        bool,
+        typer.Option(
+            "--replicas",
+            help="Scan and read from a replica of each shard (READONLY); deletes stay on "
+            "the primaries.",
+            rich_help_panel=SCAN,
+        ),
+    ] = False,
     ttl: Annotated[
         bool,
         typer.Option("--ttl", help="Each key's TTL (PTTL; -1 no expiry).", rich_help_panel=SHOW),
@@ -89,7 +107,9 @@ def keys(
     top: Annotated[
         Optional[int],
         typer.Option(
-            "--top", help="Biggest keys shown per namespace (default 3).", rich_help_panel=SUMMARY
+            "--top",
+            help="The N biggest keys by MEMORY USAGE (default 10; 0: none).",
+            rich_help_panel=SUMMARY,
         ),
     ] = None,
     delete: Annotated[
@@ -105,21 +125,24 @@ def keys(
         typer.Option("--yes", help="With --delete: really UNLINK them.", rich_help_panel=DELETE),
     ] = False,
 ) -> None:
-    """List keys matching PATTERN (SCAN only, every primary in cluster mode); --summary
-    groups them by namespace; --delete removes them (dry run unless --yes)."""
-    from closeup_ops.ops.keyspace.keys import ScanSpec, check_spec
+    """List keys matching PATTERN (SCAN only, every shard in cluster mode, --parallel at
+    a time); --summary groups them by namespace; --delete removes them (dry run unless
+    --yes)."""
+    from closeup_ops.ops.keyspace.keys import Reach, ScanSpec, check_reach, check_spec
 
     spec = check_spec(ScanSpec(pattern, type_, limit, scan_count))
+    reach = check_reach(Reach(parallel, replicas, settings.rate))
     _check_modes(ttl, memory, values, reveal, summary, separator, depth, top, delete, yes)
     from closeup_ops.connect.open import open_redis
 
     with open_redis(settings) as target:
         if summary:
-            _summary(target, spec, separator or ":", depth or 1, 3 if top is None else top)
+            top_n = 10 if top is None else top
+            _summary(target, spec, separator or ":", depth or 1, top_n, reach)
         elif delete:
-            _delete(target, spec, yes)
+            _delete(target, spec, yes, reach)
         else:
-            _stream(target, spec, ttl, memory, values, reveal)
+            _stream(target, spec, ttl, memory, values, reveal, reach)
 
 
 def _check_modes(
@@ -162,8 +185,11 @@ def _check_modes(
         refuse(f"--top {top} is not valid", "use 0 to 1000")
 
 
-def _stream(target: Any, spec: Any, ttl: bool, memory: bool, values: bool, reveal: bool) -> None:
-    """NDJSON (or one key per line) written batch by batch: constant memory."""
+def _stream(
+    target: Any, spec: Any, ttl: bool, memory: bool, values: bool, reveal: bool, reach: Any
+) -> None:
+    """NDJSON (or one key per line) written batch by batch: constant memory. Under
+    --replicas each NDJSON object also names the node it was read from (read_from)."""
     from closeup_ops.ops.keyspace.encode import ndjson_batch, text_keys
     from closeup_ops.ops.keyspace.keys import ScanStats, guard, iter_keys
 
@@ -172,18 +198,30 @@ def _stream(target: Any, spec: Any, ttl: bool, memory: bool, values: bool, revea
     plain = not (ttl or memory or values)
     stats = ScanStats()
     warned = False
+    notes = Notes()
     try:
         with guard(stats):
             if not as_json and not plain:
                 out.write(_header(ttl, memory, values).encode())
             for batch in iter_keys(
-                target, spec, stats, ttl=ttl, memory=memory, values=values, reveal=reveal
+                target,
+                spec,
+                stats,
+                ttl=ttl,
+                memory=memory,
+                values=values,
+                reveal=reveal,
+                reach=reach,
             ):
                 if stats.memory_refused and not warned:
                     warned = True
                     output.warn(f"{stats.memory_refused}; the memory column shows n/a")
+                notes.show(stats.shards)
                 if as_json:
-                    out.write(ndjson_batch(batch.keys, batch.ttl_ms, batch.memory, batch.values))
+                    rows = ndjson_batch(batch.keys, batch.ttl_ms, batch.memory, batch.values)
+                    if reach.replicas:
+                        rows = rows.replace(b"}\n", b',"read_from":"%b"}\n' % batch.node.encode())
+                    out.write(rows)
                 elif plain:
                     out.write(text_keys(batch.keys))
                 else:
@@ -194,11 +232,38 @@ def _stream(target: Any, spec: Any, ttl: bool, memory: bool, values: bool, revea
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return
+    notes.end(stats.shards, stats.slot_map_changed)
     if not as_json:
-        output.info(
-            f"{stats.listed} keys matching '{spec.pattern}' "
-            f"({stats.nodes} primar{'y' if stats.nodes == 1 else 'ies'} scanned)"
-        )
+        output.info(f"{stats.listed} keys matching '{spec.pattern}' ({_scanned(stats)})")
+
+
+def _scanned(stats: Any) -> str:
+    primaries = f"{stats.nodes} primar{'y' if stats.nodes == 1 else 'ies'}"
+    replicas = sum(1 for s in stats.shards if s.role == "replica")
+    if not replicas:
+        return f"{primaries} scanned"
+    return f"{stats.nodes} shard{'s' if stats.nodes != 1 else ''} scanned, {replicas} on a replica"
+
+
+class Notes:
+    """Lines for people about where shards were read (a --replicas fallback) and about a
+    slot map that changed; each said once, on stderr, also in --json mode."""
+
+    def __init__(self) -> None:
+        self.said: set[str] = set()
+
+    def show(self, shards: Any) -> None:
+        for shard in shards:
+            if shard.note and shard.primary not in self.said:
+                self.said.add(shard.primary)
+                output.warn(f"shard {shard.primary}: {shard.note}")
+
+    def end(self, shards: Any, slot_map_changed: bool | None) -> None:
+        from closeup_ops.ops.keyspace.keys import SLOT_MAP_CHANGED
+
+        self.show(shards)
+        if slot_map_changed:
+            output.warn(SLOT_MAP_CHANGED)
 
 
 def _header(ttl: bool, memory: bool, values: bool) -> str:
@@ -230,7 +295,7 @@ def _rows(batch: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _progress_fn(update: Any) -> Any:
+def _progress_fn(update: Any, notes: Notes | None = None) -> Any:
     """Progress for people, throttled: a status line per batch would flood a log."""
     import time
 
@@ -238,6 +303,8 @@ def _progress_fn(update: Any) -> Any:
     last = [time.monotonic()]
 
     def show(stats: Any) -> None:
+        if notes is not None:
+            notes.show(stats.shards)
         now = time.monotonic()
         if now - last[0] >= every:
             last[0] = now
@@ -246,13 +313,21 @@ def _progress_fn(update: Any) -> Any:
     return show
 
 
-def _summary(target: Any, spec: Any, separator: str, depth: int, top: int) -> None:
+def _summary(target: Any, spec: Any, separator: str, depth: int, top: int, reach: Any) -> None:
     from closeup_ops.ops.keyspace.summary import summarize
 
+    notes = Notes()
     with output.progress("scanning") as update:
         report = summarize(
-            target, spec, separator=separator, depth=depth, top=top, progress=_progress_fn(update)
+            target,
+            spec,
+            separator=separator,
+            depth=depth,
+            top=top,
+            progress=_progress_fn(update, notes),
+            reach=reach,
         )
+    notes.end(report.shards, report.slot_map_changed)
     if report.memory_refused:
         output.warn(f"{report.memory_refused}; bytes are shown as n/a")
     output.render(report, _show_summary)
@@ -275,22 +350,26 @@ def _show_summary(report: Any) -> None:
         ["namespace", "keys", "memory", "avg", "with TTL", "no expiry"],
         rows,
         title=f"{report.keys} keys matching '{report.pattern}' on {report.endpoint} "
-        f"({report.nodes} primar{'y' if report.nodes == 1 else 'ies'})",
+        f"({_scanned(report)})",
         right=("keys", "memory", "avg", "with TTL", "no expiry"),
     )
-    big = [
-        [
-            ns.namespace,
-            b.key,
-            output.human_bytes(b.bytes),
-            "-1 (no expiry)" if b.ttl_ms == -1 else f"{(b.ttl_ms + 500) // 1000}s",
-        ]
+    each = [
+        [ns.namespace, ns.biggest.key, output.human_bytes(ns.biggest.bytes), _ttl(ns.biggest)]
         for ns in report.namespaces
-        for b in ns.biggest
+        if ns.biggest is not None
     ]
-    if big:
+    if each:
         output.line()
-        output.table(["namespace", "biggest keys", "memory", "ttl"], big, right=("memory",))
+        output.table(["namespace", "its biggest key", "memory", "ttl"], each, right=("memory",))
+    top = [[b.key, b.namespace, output.human_bytes(b.bytes), _ttl(b)] for b in report.biggest]
+    if top:
+        output.line()
+        output.table(
+            ["biggest keys", "namespace", "memory", "ttl"],
+            top,
+            title=f"the {len(top)} biggest keys (MEMORY USAGE)",
+            right=("memory",),
+        )
     never = report.no_expiry_namespaces
     output.line()
     if never:
@@ -301,11 +380,18 @@ def _show_summary(report: Any) -> None:
         output.line("every key has a TTL")
 
 
-def _delete(target: Any, spec: Any, yes: bool) -> None:
-    from closeup_ops.ops.keyspace.keys import delete_keys
+def _ttl(big: Any) -> str:
+    return "-1 (no expiry)" if big.ttl_ms == -1 else f"{(big.ttl_ms + 500) // 1000}s"
 
+
+def _delete(target: Any, spec: Any, yes: bool, reach: Any) -> None:
+    from closeup_ops.ops.keyspace.delete import delete_keys
+
+    if reach.replicas:
+        output.warn("--delete scans and deletes on the primaries (--replicas is for reads)")
     with output.progress("deleting" if yes else "counting") as update:
-        report = delete_keys(target, spec, yes=yes, progress=_progress_fn(update))
+        report = delete_keys(target, spec, yes=yes, progress=_progress_fn(update), reach=reach)
+    Notes().end([], report.slot_map_changed)
     output.render(report, _show_delete)
 
 

@@ -9,11 +9,11 @@ import typer
 
 from closeup_ops import output
 from closeup_ops.errors import CheckFailed, UsageError
-from closeup_ops.options import REDIS, with_settings
+from closeup_ops.options import RATE, REDIS, with_settings
 from closeup_ops.settings import Settings
 
 
-@with_settings(REDIS)
+@with_settings(REDIS, RATE)
 def ttl(
     settings: Settings,
     keys: Annotated[
@@ -41,6 +41,13 @@ def ttl(
         Optional[int], typer.Option("--limit", help="With --pattern: stop after N keys.")
     ] = None,
     scan_count: Annotated[int, typer.Option("--scan-count", help="SCAN COUNT hint.")] = 1000,
+    parallel: Annotated[
+        int, typer.Option("--parallel", help="With --pattern: shards worked at once.")
+    ] = 8,
+    replicas: Annotated[
+        bool,
+        typer.Option("--replicas", help="With --pattern: scan a replica of each shard."),
+    ] = False,
 ) -> None:
     """TTL of each KEY (-1 no expiry, -2 missing), or --pattern P for a histogram of TTLs
     and the keys without expiry; --expect-max S exits 6 when a key breaks it."""
@@ -59,9 +66,12 @@ def ttl(
         raise UsageError("--type and --limit apply to --pattern only", "drop them or use --pattern")
     spec = None
     if pattern is not None:
-        from closeup_ops.ops.keyspace.keys import ScanSpec, check_spec
+        from closeup_ops.ops.keyspace.keys import Reach, ScanSpec, check_reach, check_spec
 
         spec = check_spec(ScanSpec(pattern, type_, limit, scan_count))
+        reach = check_reach(Reach(parallel, replicas, settings.rate))
+    elif replicas:
+        raise UsageError("--replicas applies to --pattern only", "drop it or use --pattern")
     from closeup_ops.connect.open import open_redis
 
     with open_redis(settings) as target:
@@ -71,12 +81,15 @@ def ttl(
             result: Any = key_ttls(target, list(keys or []), expect_max)
             output.render(result, _show_keys)
         else:
+            from closeup_ops.commands.keys import Notes, _progress_fn
             from closeup_ops.ops.keyspace.ttl import ttl_report
 
+            notes = Notes()
             with output.progress("scanning") as update:
-                from closeup_ops.commands.keys import _progress_fn
-
-                result = ttl_report(target, spec, expect_max, progress=_progress_fn(update))
+                result = ttl_report(
+                    target, spec, expect_max, progress=_progress_fn(update, notes), reach=reach
+                )
+            notes.end(result.shards, result.slot_map_changed)
             output.render(result, _show_report)
     if not result.ok:
         raise CheckFailed(_failure(result))

@@ -1,30 +1,41 @@
-"""`keys`: list, inspect and delete keys, SCAN only, on every primary.
+"""`keys`: list and inspect keys, SCAN only, on every shard (all at once in cluster mode).
 
-Per-key data (PTTL, MEMORY USAGE, TYPE, values) and UNLINKs ride in pipelined batches
-behind each SCAN (see keyspace_scan). Faults keep their count: a lost connection says how
-many keys were scanned, Ctrl-C says what was done.
+Per-key data (PTTL, MEMORY USAGE, TYPE, values) rides in pipelined batches behind each
+SCAN (see scan.py); shards are worked by a bounded pool of threads (see shards.py), from a
+replica of each under --replicas, at most --rate commands a second per node. Faults keep
+their count: a lost connection says how many keys were scanned, Ctrl-C says what was done.
+The delete lives in delete.py.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from closeup_ops import audit, errors
+from closeup_ops import errors
 from closeup_ops.connect.redis import RedisTarget
 from closeup_ops.errors import ConnectError, Interrupted, UsageError
-from closeup_ops.ops.keyspace.encode import key_text
 from closeup_ops.ops.keyspace.scan import (
     ConnectionLost,
     NodeChannel,
     ServerRefused,
     first_error,
     has_error,
-    pack,
     per_key,
     scan_node,
+)
+from closeup_ops.ops.keyspace.shards import (
+    DEFAULT_PARALLEL,
+    DONE,
+    MAX_PARALLEL,
+    Shard,
+    ShardRead,
+    fan_out,
+    plan,
+    slot_map,
 )
 
 # SCAN TYPE values the server knows (modules add their own names, e.g. ReJSON-RL).
@@ -74,6 +85,24 @@ def check_spec(spec: ScanSpec) -> ScanSpec:
     return spec
 
 
+@dataclass(frozen=True)
+class Reach:
+    """How the shards are worked: at once (`parallel` at a time), from replicas, capped."""
+
+    parallel: int = DEFAULT_PARALLEL
+    replicas: bool = False
+    rate: int | None = None  # commands per second per node
+
+
+def check_reach(reach: Reach) -> Reach:
+    if not 1 <= reach.parallel <= MAX_PARALLEL:
+        raise UsageError(
+            f"--parallel {reach.parallel} is not valid",
+            f"use 1 (one shard after the other) to {MAX_PARALLEL} (default {DEFAULT_PARALLEL})",
+        )
+    return reach
+
+
 @dataclass
 class ScanStats:
     """What has been done so far (also what a fault or Ctrl-C reports)."""
@@ -84,9 +113,17 @@ class ScanStats:
     listed: int = 0
     deleted: int | None = None
     memory_refused: str | None = None
+    shards: list[ShardRead] = field(default_factory=list)
+    slot_map_changed: bool | None = None  # None: standalone, or not compared (cut short)
+    moved: int = 0  # keys whose slot moved between SCAN and the per-key command
+
+    @property
+    def unit(self) -> str:
+        replica = any(s.role == "replica" for s in self.shards)
+        return "shards" if replica else "primaries"
 
     def done(self) -> str:
-        text = f"scanned {self.scanned} keys on {self.nodes_done} of {self.nodes} primaries"
+        text = f"scanned {self.scanned} keys on {self.nodes_done} of {self.nodes} {self.unit}"
         if self.listed:
             text += f", listed {self.listed}"
         if self.deleted is not None:
@@ -132,8 +169,46 @@ def _refusal(address: str, message: str) -> errors.OpsError:
     return errors.classify(redis.exceptions.ResponseError(message), address)
 
 
-def nodes(target: RedisTarget) -> list[tuple[str, Any]]:
-    return target.primaries()
+SLOT_MAP_CHANGED = (
+    "the cluster's slot map changed during the scan (a slot migration or failover): "
+    "SCAN cannot promise every key was seen exactly once; rerun when it is stable"
+)
+
+
+def drive(
+    target: RedisTarget,
+    stats: ScanStats,
+    reach: Reach,
+    job: Callable[[Shard], Iterator[Any]],
+    *,
+    primaries_only: bool = False,
+) -> Iterator[Any]:
+    """Every item of job(shard) for every shard, shards worked `reach.parallel` at a time.
+
+    Counts finished shards in stats.nodes_done; when every shard ran to its end, compares
+    the slot map with the one from before (stats.slot_map_changed). Use with closing():
+    closing it stops the workers and waits for them."""
+    stop = threading.Event()
+    shards = plan(
+        target, replicas=reach.replicas and not primaries_only, rate=reach.rate, stop=stop
+    )
+    stats.nodes = len(shards)
+    stats.shards = [s.read for s in shards]
+    before = slot_map(target)
+    with closing(fan_out([_bind(job, s) for s in shards], reach.parallel, stop)) as feed:
+        for _, item in feed:
+            if item is DONE:
+                stats.nodes_done += 1
+            else:
+                yield item
+    if before is not None:
+        after = slot_map(target)
+        # A MOVED/ASK reply to a per-key command proves it even when the map looks the same.
+        stats.slot_map_changed = (after is not None and after != before) or stats.moved > 0
+
+
+def _bind(job: Callable[[Shard], Iterator[Any]], shard: Shard) -> Callable[[], Iterator[Any]]:
+    return lambda: job(shard)
 
 
 @dataclass
@@ -151,28 +226,31 @@ def scan_primaries(
     stats: ScanStats,
     extras: Callable[[list[bytes]], tuple[bytes, int]] | None,
     progress: Callable[[ScanStats], None] | None = None,
+    reach: Reach = Reach(),
 ) -> Iterator[tuple[str, list[bytes], list[Any]]]:
-    """(node, keys, per-key replies) for every matching key on every primary, cut at
+    """(node, keys, per-key replies) for every matching key on every shard, cut at
     --limit; stats.scanned counts what was handed out. Use inside guard()."""
-    primaries = nodes(target)
-    stats.nodes = len(primaries)
-    for address, client in primaries:
-        channel = NodeChannel(address, client)
+
+    def job(shard: Shard) -> Iterator[tuple[str, list[bytes], list[Any]]]:
+        channel = shard.channel()
         try:
             for batch in scan_node(channel, spec.match, spec.count, spec.type, extras):
-                keys = batch.keys
-                if spec.limit is not None:
-                    keys = keys[: spec.limit - stats.scanned]
-                yield address, keys, batch.replies
-                stats.scanned += len(keys)
-                if progress:
-                    progress(stats)
-                if spec.limit is not None and stats.scanned >= spec.limit:
-                    stats.nodes_done += 1
-                    return
+                yield batch.node, batch.keys, batch.replies
         finally:
             channel.close()
-        stats.nodes_done += 1
+
+    with closing(drive(target, stats, reach, job)) as feed:
+        for address, keys, replies in feed:
+            if spec.limit is not None and stats.scanned + len(keys) > spec.limit:
+                n = spec.limit - stats.scanned
+                cols = len(replies) // len(keys)
+                keys, replies = keys[:n], replies[: n * cols]
+            yield address, keys, replies
+            stats.scanned += len(keys)
+            if progress:
+                progress(stats)
+            if spec.limit is not None and stats.scanned >= spec.limit:
+                return
 
 
 def iter_keys(
@@ -184,10 +262,9 @@ def iter_keys(
     memory: bool = False,
     values: bool = False,
     reveal: bool = False,
+    reach: Reach = Reach(),
 ) -> Iterator[KeyBatch]:
     """Matching keys in batches, with the per-key data asked for. Use inside guard()."""
-    primaries = nodes(target)
-    stats.nodes = len(primaries)
     base = int(ttl) + int(values)
 
     def extras(keys: list[bytes]) -> tuple[bytes, int]:
@@ -203,31 +280,37 @@ def iter_keys(
         return b"".join(parts), cols * len(keys)
 
     want_extras = ttl or memory or values
-    for address, client in primaries:
-        channel = NodeChannel(address, client)
-        side = NodeChannel(address, client) if values else None
+
+    def job(shard: Shard) -> Iterator[KeyBatch]:
+        channel = shard.channel()
+        side = None
+        if values:
+            side = NodeChannel(channel.address, channel.client, channel.limiter, channel.readonly)
         try:
             for raw in scan_node(
                 channel, spec.match, spec.count, spec.type, extras if want_extras else None
             ):
-                stats.scanned += len(raw.keys)
                 batch, types = _split(raw.node, raw.keys, raw.replies, ttl, values, memory, stats)
                 if side is not None:
                     from closeup_ops.ops.keyspace.values import fetch_values
 
                     batch.values = fetch_values(side, batch.keys, types, reveal)
-                if spec.limit is not None and stats.listed + len(batch.keys) >= spec.limit:
-                    _trim(batch, spec.limit - stats.listed)
-                    stats.listed += len(batch.keys)
-                    yield batch
-                    return
-                stats.listed += len(batch.keys)
                 yield batch
         finally:
             channel.close()
             if side is not None:
                 side.close()
-        stats.nodes_done += 1
+
+    with closing(drive(target, stats, reach, job)) as feed:
+        for batch in feed:
+            stats.scanned += len(batch.keys)
+            if spec.limit is not None and stats.listed + len(batch.keys) >= spec.limit:
+                _trim(batch, spec.limit - stats.listed)
+                stats.listed += len(batch.keys)
+                yield batch
+                return
+            stats.listed += len(batch.keys)
+            yield batch
 
 
 def _split(
@@ -242,6 +325,8 @@ def _split(
     """Cut the flat reply list into columns: PTTL..., TYPE..., MEMORY USAGE..."""
     n = len(keys)
     batch = KeyBatch(node, keys)
+    if has_error(replies):
+        replies = unmoved(replies, stats)
     types: list[Any] = []
     at = 0
     if ttl:
@@ -258,6 +343,16 @@ def _split(
     return batch, types
 
 
+def unmoved(replies: list[Any], stats: ScanStats) -> list[Any]:
+    """MOVED/ASK replies (the key's slot moved away since SCAN saw it) become -2, as for a
+    key gone; counted in stats.moved. Other errors stay."""
+    moved = [isinstance(r, Exception) and str(r).startswith(("MOVED ", "ASK ")) for r in replies]
+    if not any(moved):
+        return replies
+    stats.moved += sum(moved)
+    return [-2 if m else r for r, m in zip(replies, moved, strict=True)]
+
+
 def _ints(replies: list[Any], node: str) -> list[int]:
     if has_error(replies):
         raise _refusal(node, first_error(replies))
@@ -266,6 +361,8 @@ def _ints(replies: list[Any], node: str) -> list[int]:
 
 def _memory(replies: list[Any], node: str, stats: ScanStats) -> list[int | None]:
     """MEMORY USAGE replies; a refusal (unknown command, NOPERM) becomes None, noted once."""
+    if -2 in replies:  # moved away (see unmoved): no size
+        replies = [None if r == -2 else r for r in replies]
     if not has_error(replies):
         return replies
     if stats.memory_refused is None:
@@ -279,111 +376,3 @@ def _trim(batch: KeyBatch, n: int) -> None:
         column = getattr(batch, name)
         if column is not None:
             setattr(batch, name, column[:n])
-
-
-# --- delete --------------------------------------------------------------------------
-
-
-@dataclass
-class DeleteReport:
-    endpoint: str
-    pattern: str
-    type: str | None
-    dry_run: bool
-    matched: int
-    deleted: int
-    sample: list[str] = field(default_factory=list)
-    nodes: int = 0
-
-
-def unlink_commands(keys: list[bytes], cluster: bool) -> tuple[bytes, int]:
-    """UNLINK in batches; in cluster mode one command per hash slot (no CROSSSLOT)."""
-    if cluster:
-        from redis.crc import key_slot
-
-        groups: dict[int, list[bytes]] = {}
-        for key in keys:
-            groups.setdefault(key_slot(key), []).append(key)
-        chunks = list(groups.values())
-    else:
-        chunks = [keys[i : i + UNLINK_BATCH] for i in range(0, len(keys), UNLINK_BATCH)]
-    return b"".join(pack("UNLINK", *chunk) for chunk in chunks), len(chunks)
-
-
-def delete_keys(
-    target: RedisTarget, spec: ScanSpec, *, yes: bool, progress: Any = None
-) -> DeleteReport:
-    """Dry run (count and sample) unless `yes`; then UNLINK every matching key found by
-    SCAN, and only those. One audit entry, whatever the outcome."""
-    stats = ScanStats(deleted=0 if yes else None)
-    report = DeleteReport(target.endpoint, spec.pattern, spec.type, not yes, 0, 0)
-    remaining = [spec.limit if spec.limit is not None else -1]
-
-    def unlink(keys: list[bytes]) -> tuple[bytes, int]:
-        if remaining[0] >= 0:
-            keys = keys[: remaining[0]]
-            remaining[0] -= len(keys)
-        if not keys:
-            return b"", 0
-        return unlink_commands(keys, target.cluster)
-
-    result = "ok"
-    try:
-        with guard(stats):
-            primaries = nodes(target)
-            stats.nodes = report.nodes = len(primaries)
-            for address, client in primaries:
-                channel = NodeChannel(address, client)
-                worker = NodeChannel(address, client) if yes else None
-                batches = scan_node(
-                    channel, spec.match, spec.count, spec.type, unlink if yes else None, worker
-                )
-                try:
-                    for raw in batches:
-                        stats.scanned += len(raw.keys)
-                        keys = raw.keys
-                        if spec.limit is not None:
-                            keys = keys[: max(0, spec.limit - report.matched)]
-                        report.matched += len(keys)
-                        for reply in raw.replies:
-                            if isinstance(reply, Exception):
-                                raise ServerRefused(address, str(reply))
-                            report.deleted += reply
-                        stats.deleted = report.deleted if yes else None
-                        room = SAMPLE - len(report.sample)
-                        report.sample.extend(key_text(k) for k in keys[: max(room, 0)])
-                        if progress:
-                            progress(stats)
-                        if spec.limit is not None and report.matched >= spec.limit:
-                            break
-                except (Exception, KeyboardInterrupt) as exc:
-                    if worker is not None and not isinstance(exc, ConnectionLost):
-                        # UNLINKs already sent were done by the server: count them too.
-                        done = worker.drain()
-                        report.deleted += sum(r for r in done if type(r) is int)
-                        stats.deleted = report.deleted
-                    raise
-                finally:
-                    batches.close()
-                    channel.close()
-                    if worker is not None:
-                        worker.close()
-                stats.nodes_done += 1
-                if spec.limit is not None and report.matched >= spec.limit:
-                    break
-    except errors.OpsError as exc:
-        result = "interrupted" if isinstance(exc, Interrupted) else f"failed: {exc.message}"
-        raise
-    finally:
-        if yes:
-            audit.record(
-                "keys --delete",
-                target.endpoint,
-                result,
-                pattern=spec.pattern,
-                type=spec.type,
-                limit=spec.limit,
-                matched=report.matched,
-                deleted=report.deleted,
-            )
-    return report

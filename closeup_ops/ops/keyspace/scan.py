@@ -116,9 +116,13 @@ def per_key_each(commands: list[tuple[str, ...]]) -> Callable[[list[bytes]], byt
 class NodeChannel:
     """One connection to one node, borrowed from the client's pool for the run."""
 
-    def __init__(self, address: str, client: Any):
+    def __init__(
+        self, address: str, client: Any, limiter: Any = None, readonly: bool = False
+    ) -> None:
         self.address = address
         self.client = client
+        self.limiter = limiter  # a rate.RateLimiter shared by the node's channels, or None
+        self.readonly = readonly
         self._pool = client.connection_pool
         self._conn = self._pool.get_connection()
         if self._conn._sock is None:  # redis-py connects in get_connection; be sure
@@ -130,10 +134,17 @@ class NodeChannel:
         self.pending = 0  # replies sent for but not read yet
         self._taken: list[Any] = []  # replies read by an unfinished read()
         self._closed = False
+        if readonly:  # a cluster replica serves reads of its slots only after READONLY
+            (reply,) = self.request(pack("READONLY"), 1)
+            if isinstance(reply, Exception):
+                self.close()
+                raise ServerRefused(address, str(reply))
 
     def send(self, payload: bytes, replies: int) -> None:
         if not replies:
             return
+        if self.limiter is not None:
+            self.limiter.take(replies)
         try:
             self._sock.sendall(payload)
         except (TimeoutError, OSError) as exc:
@@ -230,7 +241,10 @@ def scan_node(
     channel may be used by the caller until the generator is done."""
     own = extras is not None and worker is None
     if own:
-        worker = NodeChannel(channel.address, channel.client)
+        worker = NodeChannel(channel.address, channel.client, channel.limiter, channel.readonly)
+    # Under --rate, per-key commands go in pieces of at most a bucket (a third of one:
+    # up to three commands a key), so the server sees a steady stream, not bursts.
+    piece = max(1, channel.limiter.burst // 3) if channel.limiter is not None else 0
     try:
         channel.send(scan_args(b"0", pattern, count, type_), 1)
         more = True
@@ -246,8 +260,11 @@ def scan_node(
                         yield Batch(channel.address, keys, [])
                     continue
                 if keys:
-                    payload, nreplies = extras(keys)
-                    worker.send(payload, nreplies)  # type: ignore[union-attr]
+                    nreplies = 0
+                    for part in _pieces(keys, piece):
+                        payload, n = extras(part)
+                        worker.send(payload, n)  # type: ignore[union-attr]
+                        nreplies += n
                     inflight.append((keys, nreplies))
                 continue
             keys, nreplies = inflight.popleft()
@@ -255,6 +272,12 @@ def scan_node(
     finally:
         if own and worker is not None:
             worker.close()
+
+
+def _pieces(keys: list[bytes], size: int) -> list[list[bytes]]:
+    if not size or len(keys) <= size:
+        return [keys]
+    return [keys[i : i + size] for i in range(0, len(keys), size)]
 
 
 def has_error(replies: list[Any]) -> bool:

@@ -1,5 +1,7 @@
 """`keys --summary`: keys grouped by namespace with count, memory, TTL coverage and the
-biggest keys, so the namespace that holds keys without expiry stands out.
+biggest key of each, plus the top N biggest keys overall (what `redis-cli --bigkeys` and
+`--memkeys` report), all from one pass, so the namespace that holds keys without expiry
+stands out.
 
 Memory is MEMORY USAGE with the server's default SAMPLES (5), as `redis-cli --memkeys`
 uses by default: exact for strings, an estimate for big collections, and never a walk of a
@@ -19,16 +21,19 @@ from closeup_ops.connect.redis import RedisTarget
 from closeup_ops.ops.keyspace.encode import key_text
 from closeup_ops.ops.keyspace.keys import (
     PTTL,
+    Reach,
     ScanSpec,
     ScanStats,
     guard,
     scan_primaries,
+    unmoved,
 )
 from closeup_ops.ops.keyspace.scan import (
     first_error,
     has_error,
     per_key_each,
 )
+from closeup_ops.ops.keyspace.shards import ShardRead
 
 PTTL_AND_MEMORY = per_key_each([("PTTL",), ("MEMORY", "USAGE")])
 
@@ -40,6 +45,7 @@ class BigKey:
     key: str
     bytes: int
     ttl_ms: int
+    namespace: str | None = None  # in the overall top list
 
 
 @dataclass
@@ -52,7 +58,7 @@ class Namespace:
     with_ttl: int
     without_ttl: int
     ttl_share: float
-    biggest: list[BigKey] = field(default_factory=list)
+    biggest: BigKey | None = None
 
 
 @dataclass
@@ -69,6 +75,9 @@ class Summary:
     without_ttl: int
     memory_refused: str | None
     namespaces: list[Namespace]
+    biggest: list[BigKey] = field(default_factory=list)  # the top N by MEMORY USAGE
+    shards: list[ShardRead] = field(default_factory=list)
+    slot_map_changed: bool | None = None
 
     @property
     def no_expiry_namespaces(self) -> list[Namespace]:
@@ -99,11 +108,15 @@ def summarize(
     *,
     separator: str = ":",
     depth: int = 1,
-    top: int = 3,
+    top: int = 10,
     progress: Callable[[ScanStats], None] | None = None,
+    reach: Reach = Reach(),
 ) -> Summary:
+    """One pass: per namespace count, bytes, TTL coverage and its biggest key; overall
+    the `top` biggest keys."""
     sep = separator.encode()
     groups: dict[bytes | None, _Acc] = {}
+    overall: list[tuple[int, bytes, int]] = []  # min-heap of (bytes, key, ttl_ms)
     stats = ScanStats()
 
     def extras(keys: list[bytes]) -> tuple[bytes, int]:
@@ -112,13 +125,14 @@ def summarize(
         return PTTL(keys), len(keys)
 
     with guard(stats):
-        for address, keys, replies in scan_primaries(target, spec, stats, extras, progress):
-            _add(groups, keys, replies, sep, depth, top, stats, address)
-    return _build(target, spec, separator, depth, groups, stats)
+        for address, keys, replies in scan_primaries(target, spec, stats, extras, progress, reach):
+            _add(groups, overall, keys, replies, sep, depth, top, stats, address)
+    return _build(target, spec, separator, depth, groups, overall, stats)
 
 
 def _add(
     groups: dict[bytes | None, _Acc],
+    overall: list[tuple[int, bytes, int]],
     keys: list[bytes],
     replies: list[Any],
     sep: bytes,
@@ -132,6 +146,8 @@ def _add(
     n = len(keys)
     if not n:
         return
+    if has_error(replies):
+        replies = unmoved(replies, stats)
     if len(replies) >= 2 * n:  # PTTL k1, MEMORY USAGE k1, PTTL k2, ...
         ttls, mems = replies[0::2], replies[1::2]
     else:  # MEMORY USAGE refused: PTTL only
@@ -162,8 +178,23 @@ def _add(
         sums[ns] += mem
     for ns, total in sums.items():
         groups[ns].bytes += total
+    _biggest(groups, keys, ttls, mems, names, 1)
     if top:
-        _biggest(groups, keys, ttls, mems, names, top)
+        _top(overall, keys, ttls, mems, top)
+
+
+def _top(
+    heap: list[tuple[int, bytes, int]], keys: list[bytes], ttls: list[int], mems: list[int], n: int
+) -> None:
+    """Keep the n biggest keys seen so far (a min-heap): only keys above its smallest
+    entry are looked at, so a full heap costs one C-level pass per batch."""
+    floor = heap[0][0] if len(heap) >= n else -1
+    for i in [i for i, m in enumerate(mems) if m > floor]:
+        item = (mems[i], keys[i], ttls[i])
+        if len(heap) < n:
+            heapq.heappush(heap, item)
+        elif item[0] > heap[0][0]:
+            heapq.heapreplace(heap, item)
 
 
 def _namespaces(keys: list[bytes], sep: bytes, depth: int) -> list[bytes | None]:
@@ -212,6 +243,7 @@ def _build(
     separator: str,
     depth: int,
     groups: dict[bytes | None, _Acc],
+    overall: list[tuple[int, bytes, int]],
     stats: ScanStats,
 ) -> Summary:
     refused = stats.memory_refused is not None
@@ -221,8 +253,10 @@ def _build(
         if ns is not None and depth == 1 and len(separator.encode()) == 1:
             ns = ns[:-1]  # the fast path keeps the separator on the end
         merged[ns] = acc
+    sep = separator.encode()
     for ns, acc in merged.items():
         name = NO_NAMESPACE if ns is None else key_text(ns)
+        big = max(acc.top) if acc.top and not refused else None
         out.append(
             Namespace(
                 namespace=name,
@@ -233,11 +267,14 @@ def _build(
                 with_ttl=acc.with_ttl,
                 without_ttl=acc.keys - acc.with_ttl,
                 ttl_share=round(acc.with_ttl / acc.keys, 4) if acc.keys else 0.0,
-                biggest=[]
-                if refused
-                else [BigKey(key_text(k), m, t) for m, k, t in sorted(acc.top, reverse=True)],
+                biggest=None if big is None else BigKey(key_text(big[1]), big[0], big[2]),
             )
         )
+    biggest = []
+    if not refused:
+        for m, k, t in sorted(overall, reverse=True):
+            ns = namespace_of(k, sep, depth)
+            biggest.append(BigKey(key_text(k), m, t, NO_NAMESPACE if ns is None else key_text(ns)))
     out.sort(key=lambda ns: (-(ns.total_bytes or 0), -ns.keys, ns.namespace))
     total_keys = sum(ns.keys for ns in out)
     with_ttl = sum(ns.with_ttl for ns in out)
@@ -254,6 +291,9 @@ def _build(
         without_ttl=total_keys - with_ttl,
         memory_refused=stats.memory_refused,
         namespaces=out,
+        biggest=biggest,
+        shards=stats.shards,
+        slot_map_changed=stats.slot_map_changed,
     )
 
 

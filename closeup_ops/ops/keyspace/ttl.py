@@ -12,13 +12,16 @@ from closeup_ops.connect.redis import RedisTarget
 from closeup_ops.ops.keyspace.encode import key_text, ttl_seconds
 from closeup_ops.ops.keyspace.keys import (
     PTTL,
+    Reach,
     ScanSpec,
     ScanStats,
     _refusal,
     guard,
     scan_primaries,
+    unmoved,
 )
 from closeup_ops.ops.keyspace.scan import first_error, has_error
+from closeup_ops.ops.keyspace.shards import ShardRead
 
 SAMPLE = 10
 # Upper bounds (seconds) of the histogram buckets: the guide's TTLs (300, 1800, 3600) and
@@ -78,6 +81,8 @@ class TtlReport:
     above_max: int = 0
     above_max_sample: list[KeyTtl] = field(default_factory=list)
     ok: bool = True
+    shards: list[ShardRead] = field(default_factory=list)
+    slot_map_changed: bool | None = None
 
 
 def key_ttls(target: RedisTarget, keys: list[str], expect_max: int | None = None) -> KeysTtl:
@@ -100,6 +105,7 @@ def ttl_report(
     spec: ScanSpec,
     expect_max: int | None = None,
     progress: Callable[[ScanStats], None] | None = None,
+    reach: Reach = Reach(),
 ) -> TtlReport:
     """Every matching key's PTTL (pipelined behind each SCAN), aggregated as it streams."""
     stats = ScanStats()
@@ -110,10 +116,13 @@ def ttl_report(
     limit_ms = None if expect_max is None else expect_max * 1000 + 499  # TTL rounding
     with guard(stats):
         for address, keys, ttls in scan_primaries(
-            target, spec, stats, lambda keys: (PTTL(keys), len(keys)), progress
+            target, spec, stats, lambda keys: (PTTL(keys), len(keys)), progress, reach
         ):
+            if has_error(ttls):
+                ttls = unmoved(ttls, stats)
             _add(report, counts, keys, ttls, limit_ms, address)
     report.nodes = stats.nodes
+    report.shards, report.slot_map_changed = stats.shards, stats.slot_map_changed
     report.histogram = _histogram(counts, report.no_expiry)
     report.ok = expect_max is None or (report.no_expiry == 0 and report.above_max == 0)
     return report
