@@ -70,6 +70,7 @@ class RedisProcess:
     tls: bool = False
     password: str | None = field(default=None, repr=False)
     pid: int | None = None
+    tls_files: TLSFiles | None = field(default=None, repr=False)  # for redis_cli on a TLS node
 
     @property
     def address(self) -> str:
@@ -183,6 +184,7 @@ def start_redis(
         tls=bool(tls),
         password=password,
         pid=proc.pid,
+        tls_files=tls,
     )
     _wait_ready(server, ready_timeout)
     return server
@@ -207,6 +209,7 @@ def redis_cli(
 ) -> str:
     """Run redis-cli against a server (for set-up steps, not for the tool's own work)."""
     cmd = ["redis-cli", "-h", server.host, "-p", str(server.port)]
+    tls = tls or server.tls_files
     if tls:
         cmd += ["--tls", "--cacert", str(tls.ca)]
     env = dict(os.environ)
@@ -269,12 +272,29 @@ class Cluster:
 
 
 def start_cluster(
-    workdir: Path, primaries: int = 3, replicas: int = 1, *extra: str, detach: bool = False
+    workdir: Path,
+    primaries: int = 3,
+    replicas: int = 1,
+    *extra: str,
+    detach: bool = False,
+    tls: TLSFiles | None = None,
+    hostnames: list[str] | None = None,
+    preferred_endpoint: str | None = None,
 ) -> Cluster:
-    """A cluster of `primaries` primaries with `replicas` replicas each, all slots covered."""
+    """A cluster of `primaries` primaries with `replicas` replicas each, all slots covered.
+
+    `tls`: TLS only (clients, replication and cluster bus); `hostnames`: one name per node,
+    announced with `cluster-announce-hostname` (as ElastiCache does with in-transit
+    encryption); `preferred_endpoint` ("ip", "hostname", "unknown-endpoint"): what CLUSTER
+    SLOTS and -MOVED name first."""
     nodes = []
     try:
         for i in range(primaries * (1 + replicas)):
+            named: list[str] = []
+            if hostnames:
+                named += ["--cluster-announce-hostname", hostnames[i]]
+            if preferred_endpoint:
+                named += ["--cluster-preferred-endpoint-type", preferred_endpoint]
             nodes.append(
                 start_redis(
                     Path(workdir) / f"node{i}",
@@ -286,9 +306,11 @@ def start_cluster(
                     "1500",
                     "--cluster-replica-validity-factor",
                     "0",
+                    *named,
                     *extra,
                     port=free_cluster_port(),
                     detach=detach,
+                    tls=tls,
                 )
             )
         cmd = [
@@ -300,6 +322,8 @@ def start_cluster(
             str(replicas),
             "--cluster-yes",
         ]
+        if tls:
+            cmd[1:1] = ["--tls", "--cacert", str(tls.ca)]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         if out.returncode != 0:
             raise RuntimeError(f"cluster create failed: {out.stdout[-500:]} {out.stderr}")
