@@ -1,0 +1,95 @@
+"""Run triage's parts side by side, each bounded: a part that raises, that the engine
+refuses, or that has not answered by the deadline comes back as "unavailable: why"
+instead of stopping the report."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+
+class Unavailable(Exception):
+    """A part (or a piece of one) cannot be had; the message says why."""
+
+
+@dataclass
+class Part:
+    name: str
+    ok: bool
+    why: str | None  # when not ok: "refused by the server: ...", "no answer within 5 s"
+    seconds: float
+    data: Any = None
+
+
+def reason(exc: BaseException) -> str:
+    """Why a part failed, in one line (the engine's own words when it refused)."""
+    import redis
+
+    if isinstance(exc, Unavailable):
+        return str(exc)
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        return f"refused by the server (no permission): {exc}"
+    if isinstance(exc, redis.exceptions.ResponseError):
+        return f"refused by the server: {exc}"
+    if isinstance(exc, redis.exceptions.TimeoutError):
+        return "no answer within --timeout"
+    if isinstance(exc, redis.exceptions.ConnectionError):
+        return f"connection failed: {exc}"
+    from closeup_ops.errors import OpsError
+
+    if isinstance(exc, OpsError):
+        return exc.line()
+    return f"{type(exc).__name__}: {exc}"
+
+
+def run_parts(
+    jobs: dict[str, Callable[[dict[str, Future]], Any]], budget: float
+) -> dict[str, Part]:
+    """Start every job at once (a job gets the futures of all jobs, to wait on another's
+    result); collect what finished within `budget` seconds."""
+    import threading
+
+    from closeup_ops import errors
+
+    go = threading.Event()  # every future exists before any job looks for another's
+    started = time.monotonic()
+    pool = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="triage")
+    futures: dict[str, Future] = {}
+    ended: dict[str, float] = {}
+
+    def timed(name: str, job: Callable[[dict[str, Future]], Any]) -> Any:
+        go.wait()
+        try:
+            return job(futures)
+        finally:
+            ended[name] = time.monotonic()
+
+    for name, job in jobs.items():
+        futures[name] = pool.submit(timed, name, job)
+    go.set()
+    wait(list(futures.values()), timeout=budget)
+    pool.shutdown(wait=False, cancel_futures=True)
+    out: dict[str, Part] = {}
+    for name, future in futures.items():
+        took = round(ended.get(name, time.monotonic()) - started, 3)
+        if not future.done():
+            out[name] = Part(name, False, f"no answer within {budget:g} s", took)
+            continue
+        exc = future.exception()
+        if exc is None:
+            out[name] = Part(name, True, None, took, future.result())
+        else:
+            out[name] = Part(name, False, errors.scrub(reason(exc)), took)
+    return out
+
+
+def after(futures: dict[str, Future], name: str) -> Any:
+    """The result of another part (raises Unavailable when it failed)."""
+    future = futures[name]
+    try:
+        return future.result()
+    except Exception as exc:
+        raise Unavailable(f"needs {name}, which failed: {reason(exc)}") from None
