@@ -3,7 +3,11 @@
 Targets (issue 2): --help median <= 150 ms; ping <= 1.3x the bare redis-py ping.
 Also checks that neither path imports boto3, botocore, paramiko or sshtunnel.
 
-    .venv/bin/python benchmarks/bench_startup.py [--rounds 30]
+    .venv/bin/python benchmarks/bench_startup.py [--rounds 30] [--baseline REV]
+
+--baseline REV also times `python -m closeup_ops` from git revision REV (its package
+extracted with `git archive`, same venv) beside this tree's, interleaved in the same run,
+and compares the closeup_ops modules each imports: a re-layout must not make start-up slower.
 """
 
 from __future__ import annotations
@@ -34,9 +38,53 @@ def heavy_imports(args: list[str], env: dict[str, str]) -> set[str]:
     return {n.split(".")[0] for n in names if n.split(".")[0] in HEAVY}
 
 
+def own_modules(args: list[str], env: dict[str, str]) -> int:
+    """How many closeup_ops modules `python -m closeup_ops ARGS` imports."""
+    out = subprocess.run(
+        [str(VENV_BIN / "python"), "-X", "importtime", "-m", "closeup_ops", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    return len(set(re.findall(r"\|\s+(closeup_ops[\w.]*)$", out.stderr, re.M)))
+
+
+def extract(rev: str, into: Path) -> Path:
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "closeup_ops"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    subprocess.run([str(VENV_BIN / "python"), "-m", "compileall", "-q", str(into)], check=True)
+    return into
+
+
+def compare_baseline(rev: str, rounds: int, port: int) -> None:
+    """`python -m closeup_ops` from REV vs this tree, interleaved round by round, same venv
+    (both through `env PYTHONPATH=...`, so both pay the same extra exec)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        old = extract(rev, Path(tmp))
+        py = str(VENV_BIN / "python")
+        env = clean_env(REDIS_HOST="127.0.0.1", REDIS_PORT=str(port))
+        paths = {"this tree": str(ROOT), rev[:12]: str(old)}
+        cmds = {
+            f"{label} {what}": ["env", f"PYTHONPATH={path}", py, "-m", "closeup_ops", what]
+            for label, path in paths.items()
+            for what in ("--help", "ping")
+        }
+        times = interleaved(cmds, rounds=rounds, env=env)
+        for name, cmd in cmds.items():
+            label = name.rsplit(" ", 1)[0]
+            mods = own_modules([cmd[-1]], {**env, "PYTHONPATH": paths[label]})
+            print(
+                f"python -m closeup_ops {name:24} median {median_ms(times[name]):6.1f} ms   "
+                f"closeup_ops modules imported: {mods}"
+            )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--baseline", help="also time this git revision's package, same run")
     args = parser.parse_args()
     # pip compiles an installed package's bytecode at install time; an editable install
     # does not, and with PYTHONDONTWRITEBYTECODE set (as in some shells) every run would
@@ -67,6 +115,8 @@ def main() -> int:
                 env=env,
             )
             heavy = heavy_imports(["--help"], env) | heavy_imports(["ping"], env)
+            if args.baseline:
+                compare_baseline(args.baseline, args.rounds, server.port)
         finally:
             server.stop()
     help_ms = median_ms(times["closeup-ops --help"])
