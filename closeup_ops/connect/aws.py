@@ -246,6 +246,11 @@ def replication_group_ref(desc: dict[str, Any], clusters: dict[str, dict]) -> Ca
                 f"node {member.get('CacheClusterId')}", member.get("ReadEndpoint")
             )
     members = [clusters[m] for m in desc.get("MemberClusters") or [] if m in clusters]
+    # ReadEndpoint exists only with cluster mode off: the nodes of a cluster-mode-enabled
+    # group are named only in their cache clusters' CacheNodes
+    for member in members:
+        endpoints += _node_endpoints(member)
+    endpoints = _unique(endpoints)
     groups: list[str] = []
     for member in members:
         groups += [g for g in _cluster_groups(member) if g not in groups]
@@ -267,6 +272,17 @@ def replication_group_ref(desc: dict[str, Any], clusters: dict[str, dict]) -> Ca
         arn=desc.get("ARN"),
         raw={**desc, "_members": members},
     )
+
+
+def _unique(endpoints: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: set[tuple[str, Any]] = set()
+    out = []
+    for e in endpoints:
+        key = (_norm(e["address"]), e.get("port"))
+        if key not in seen:
+            seen.add(key)
+            out.append(e)
+    return out
 
 
 def cache_cluster_ref(desc: dict[str, Any]) -> CacheRef:
@@ -310,7 +326,10 @@ def _not_found(exc: BaseException) -> bool:
 
 
 def describe_by_name(client: Any, name: str) -> CacheRef | None:
-    """The cache called `name`, of any kind, or None."""
+    """The cache called `name` (AWS stores ids lower-case), of any kind, or None. A
+    replication group's members come from ONE paginated DescribeCacheClusters call, not one
+    call per member (a 90-shard group with 5 replicas has 540)."""
+    name = name.strip().lower()
     try:
         found = optional_serverless(
             client.describe_serverless_caches, "ServerlessCaches", ServerlessCacheName=name
@@ -323,18 +342,17 @@ def describe_by_name(client: Any, name: str) -> CacheRef | None:
     try:
         group = client.describe_replication_groups(ReplicationGroupId=name)
         desc = group["ReplicationGroups"][0]
-        clusters = {}
-        for member in desc.get("MemberClusters") or []:
-            try:
-                got = client.describe_cache_clusters(CacheClusterId=member, ShowCacheNodeInfo=True)
-                clusters[member] = got["CacheClusters"][0]
-            except Exception as exc:
-                if not _not_found(exc):
-                    raise
-        return replication_group_ref(desc, clusters)
     except Exception as exc:
         if not _not_found(exc):
             raise
+    else:
+        members = set(desc.get("MemberClusters") or [])
+        clusters = {
+            c["CacheClusterId"]: c
+            for c in pages(client.describe_cache_clusters, "CacheClusters", ShowCacheNodeInfo=True)
+            if c.get("CacheClusterId") in members
+        }
+        return replication_group_ref(desc, clusters)
     try:
         got = client.describe_cache_clusters(CacheClusterId=name, ShowCacheNodeInfo=True)
         return cache_cluster_ref(got["CacheClusters"][0])

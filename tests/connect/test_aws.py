@@ -93,7 +93,12 @@ def test_serverless_by_name_and_replication_group_member_groups_with_stubber():
         assert aws.find_cache(Settings(cache="s"), ec).kind == aws.SERVERLESS
     # a replication group's security groups are its member clusters' groups
     ec, stub = stubbed("elasticache")
-    not_found(stub, "describe_serverless_caches", "ServerlessCacheNotFoundFault")
+    not_found(
+        stub,
+        "describe_serverless_caches",
+        "ServerlessCacheNotFoundFault",
+        {"ServerlessCacheName": "rg"},
+    )
     group = {
         "ReplicationGroupId": "rg",
         "MemberClusters": ["rg-001", "rg-002"],
@@ -103,24 +108,32 @@ def test_serverless_by_name_and_replication_group_member_groups_with_stubber():
     stub.add_response(
         "describe_replication_groups", {"ReplicationGroups": [group]}, {"ReplicationGroupId": "rg"}
     )
-    for member, sgs in (("rg-001", ["sg-a"]), ("rg-002", ["sg-a", "sg-b"])):
-        stub.add_response(
-            "describe_cache_clusters",
-            {
-                "CacheClusters": [
-                    {
-                        "CacheClusterId": member,
-                        "EngineVersion": "7.1.0",
-                        "Engine": "redis",
-                        "CacheSubnetGroupName": "subnets",
-                        "SecurityGroups": [{"SecurityGroupId": g, "Status": "active"} for g in sgs],
-                    }
-                ]
-            },
-            {"CacheClusterId": member, "ShowCacheNodeInfo": True},
-        )
+    members = [
+        {
+            "CacheClusterId": member,
+            "ReplicationGroupId": "rg",
+            "EngineVersion": "7.1.0",
+            "Engine": "redis",
+            "CacheSubnetGroupName": "subnets",
+            "SecurityGroups": [{"SecurityGroupId": g, "Status": "active"} for g in sgs],
+        }
+        for member, sgs in (("rg-001", ["sg-a"]), ("rg-002", ["sg-a", "sg-b"]))
+    ]
+    other = {"CacheClusterId": "unrelated", "SecurityGroups": [{"SecurityGroupId": "sg-z"}]}
+    # one paginated call for all members, not one per member
+    stub.add_response(
+        "describe_cache_clusters",
+        {"CacheClusters": [members[0], other], "Marker": "m2"},
+        {"ShowCacheNodeInfo": True},
+    )
+    stub.add_response(
+        "describe_cache_clusters",
+        {"CacheClusters": [members[1]]},
+        {"ShowCacheNodeInfo": True, "Marker": "m2"},
+    )
     with stub:
-        ref = aws.find_cache(Settings(cache="rg"), ec)
+        ref = aws.find_cache(Settings(cache="RG"), ec)  # AWS stores ids lower-case
+    stub.assert_no_pending_responses()
     assert ref.security_group_ids == ["sg-a", "sg-b"]
     assert ref.engine_version == "7.1.0" and ref.subnet_group == "subnets"
 
@@ -243,3 +256,77 @@ def test_a_non_aws_answer_is_a_connect_error():
     mapped = classify(ResponseParserError("Unable to parse response: b'<!doctype html>...'"))
     assert mapped.exit_code == 3 and "doctype" not in mapped.line()
     assert "AWS_ENDPOINT_URL" in mapped.line()
+
+
+def _cluster_mode_group() -> tuple[dict, list[dict]]:
+    """A cluster-mode-enabled group as DescribeReplicationGroups / DescribeCacheClusters
+    describe it: node group members carry no ReadEndpoint (cluster mode off only); the nodes'
+    addresses are only in the member clusters' CacheNodes."""
+    suffix = "demo.abc123.use1.cache.amazonaws.com"
+    group = {
+        "ReplicationGroupId": "demo",
+        "Status": "available",
+        "ClusterEnabled": True,
+        "ConfigurationEndpoint": {"Address": f"clustercfg.{suffix}", "Port": 6379},
+        "MemberClusters": ["demo-0001-001", "demo-0002-001"],
+        "NodeGroups": [
+            {
+                "NodeGroupId": ng,
+                "NodeGroupMembers": [{"CacheClusterId": f"demo-{ng}-001", "CacheNodeId": "0001"}],
+            }
+            for ng in ("0001", "0002")
+        ],
+    }
+    clusters = [
+        {
+            "CacheClusterId": f"demo-{ng}-001",
+            "ReplicationGroupId": "demo",
+            "CacheNodes": [
+                {
+                    "CacheNodeId": "0001",
+                    "Endpoint": {"Address": f"demo-{ng}-001.{suffix}", "Port": 6379},
+                }
+            ],
+        }
+        for ng in ("0001", "0002")
+    ]
+    return group, clusters
+
+
+def test_node_endpoint_of_a_cluster_mode_enabled_group_is_matched():
+    ec, stub = stubbed("elasticache")
+    group, clusters = _cluster_mode_group()
+    stub.add_response("describe_serverless_caches", {"ServerlessCaches": []}, {})
+    stub.add_response(
+        "describe_cache_clusters", {"CacheClusters": clusters}, {"ShowCacheNodeInfo": True}
+    )
+    stub.add_response("describe_replication_groups", {"ReplicationGroups": [group]}, {})
+    host = clusters[1]["CacheNodes"][0]["Endpoint"]["Address"]
+    with stub:
+        ref = aws.find_cache(Settings(host=host), ec)
+    assert ref.name == "demo" and ref.kind == aws.REPLICATION_GROUP
+    assert host in ref.addresses()
+
+
+def test_a_cluster_mode_group_by_name_has_its_node_endpoints():
+    ec, stub = stubbed("elasticache")
+    group, clusters = _cluster_mode_group()
+    not_found(
+        stub,
+        "describe_serverless_caches",
+        "ServerlessCacheNotFoundFault",
+        {"ServerlessCacheName": "demo"},
+    )
+    stub.add_response(
+        "describe_replication_groups",
+        {"ReplicationGroups": [group]},
+        {"ReplicationGroupId": "demo"},
+    )
+    stub.add_response(
+        "describe_cache_clusters", {"CacheClusters": clusters}, {"ShowCacheNodeInfo": True}
+    )
+    with stub:
+        ref = aws.find_cache(Settings(cache="Demo"), ec)
+    stub.assert_no_pending_responses()
+    nodes = sorted(e["address"] for e in ref.endpoints if e["role"].startswith("node"))
+    assert nodes == sorted(c["CacheNodes"][0]["Endpoint"]["Address"] for c in clusters)
