@@ -59,6 +59,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "stats",
         "INFO summary and CloudWatch metrics against the guide's thresholds (--watch).",
     ),
+    "cost": (
+        "closeup_ops.commands.cost",
+        "cost",
+        "What the cache costs from its own usage, a month ahead; Valkey/nodes what-ifs.",
+    ),
     "sandbox": (
         "closeup_ops.commands.sandbox",
         "app",
