@@ -1,0 +1,260 @@
+"""Shards at once, without the CLI: parallel == sequential on a stable cluster (every key
+exactly once, from the primary that owns its slot), the worker pool's bound, stop and
+failure paths, the rate limiter's arithmetic, and exact counts when a delete is stopped."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from helpers.keyspace import client_for, unique_prefix
+
+from closeup_ops.connect.redis import connect
+from closeup_ops.errors import Interrupted
+from closeup_ops.ops.keyspace import rate as rate_mod
+from closeup_ops.ops.keyspace import scan as keyspace_scan
+from closeup_ops.ops.keyspace.delete import delete_keys
+from closeup_ops.ops.keyspace.keys import Reach, ScanSpec, ScanStats, guard, iter_keys
+from closeup_ops.ops.keyspace.rate import RateLimiter
+from closeup_ops.ops.keyspace.shards import DONE, fan_out
+from closeup_ops.ops.keyspace.summary import summarize
+from closeup_ops.settings import load
+
+
+def target_for(server):
+    return connect(load({"host": server.host, "port": str(server.port)}))
+
+
+@pytest.fixture
+def cluster_keys(redis_cluster):
+    """4000 `a` keys with a TTL and 4000 `b` keys without, names made here."""
+    client = client_for(redis_cluster)
+    prefix = unique_prefix("par")
+    expected = {f"{prefix}:a:{i}": True for i in range(4000)}
+    expected.update({f"{prefix}:b:{i}": False for i in range(4000)})
+    pipe = client.pipeline(transaction=False)
+    for n, (key, with_ttl) in enumerate(expected.items()):
+        pipe.set(key, "v" * (n % 50), ex=600 if with_ttl else None)
+        if n % 1000 == 999:
+            pipe.execute()
+    pipe.execute()
+    yield prefix, expected, client
+    for key in client.scan_iter(f"{prefix}:*", count=1000):
+        client.delete(key)
+    client.close()
+
+
+def owner_of(client, key: str) -> str:
+    node = client.get_node_from_key(key)
+    return f"{node.host}:{node.port}"
+
+
+def test_parallel_lists_what_sequential_lists(redis_cluster, cluster_keys, monkeypatch):
+    prefix, expected, client = cluster_keys
+    threads: set[str] = set()
+    real_init = keyspace_scan.NodeChannel.__init__
+
+    def recording(self, *a, **kw):
+        threads.add(threading.current_thread().name)
+        real_init(self, *a, **kw)
+
+    monkeypatch.setattr(keyspace_scan.NodeChannel, "__init__", recording)
+    target = target_for(redis_cluster.entry)
+    seen = {}
+    try:
+        for parallel in (1, 8):
+            threads.clear()
+            stats = ScanStats()
+            rows = []
+            with guard(stats):
+                for batch in iter_keys(
+                    target,
+                    ScanSpec(f"{prefix}:*", count=100),
+                    stats,
+                    ttl=True,
+                    reach=Reach(parallel=parallel),
+                ):
+                    pairs = zip(batch.keys, batch.ttl_ms, strict=True)
+                    rows += [(k.decode(), t, batch.node) for k, t in pairs]
+            keys = [r[0] for r in rows]
+            assert len(keys) == len(expected) and set(keys) == set(expected)  # each once
+            assert all((t > 0) == expected[k] and t != -2 for k, t, _ in rows)
+            assert all(node == owner_of(client, k) for k, _, node in rows)
+            assert stats.nodes == stats.nodes_done == 3 and stats.slot_map_changed is False
+            seen[parallel] = sorted(keys)
+            if parallel == 1:
+                assert threads == {"MainThread"}
+            else:  # the three shards were worked by three worker threads (here: CLUSTER SLOTS)
+                assert threads == {"shard-0", "shard-1", "shard-2", "MainThread"}
+        assert seen[1] == seen[8]
+        one = summarize(target, ScanSpec(f"{prefix}:*"), depth=2, reach=Reach(parallel=1))
+        many = summarize(target, ScanSpec(f"{prefix}:*"), depth=2, reach=Reach(parallel=8))
+    finally:
+        target.close()
+
+    def shape(s):
+        return sorted((n.namespace, n.keys, n.with_ttl, n.total_bytes) for n in s.namespaces)
+
+    assert shape(one) == shape(many)
+    assert one.keys == many.keys == len(expected)
+    assert [b.bytes for b in one.biggest] == [b.bytes for b in many.biggest]
+
+
+def test_limit_is_exact_across_shards(redis_cluster, cluster_keys):
+    prefix, expected, _ = cluster_keys
+    target = target_for(redis_cluster.entry)
+    try:
+        stats = ScanStats()
+        got = [
+            k
+            for b in iter_keys(target, ScanSpec(f"{prefix}:*", limit=777, count=50), stats)
+            for k in b.keys
+        ]
+        assert len(got) == len(set(got)) == 777 == stats.listed
+        assert {k.decode() for k in got} <= set(expected)
+    finally:
+        target.close()
+
+
+def test_delete_stopped_mid_run_counts_exactly(redis_cluster, cluster_keys, tmp_path, monkeypatch):
+    """Ctrl-C while three shards UNLINK at once: the count said is what left the server."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    prefix, expected, client = cluster_keys
+    calls = [0]
+
+    def progress(stats):
+        calls[0] += 1
+        if calls[0] == 5:
+            raise KeyboardInterrupt
+
+    target = target_for(redis_cluster.entry)
+    try:
+        with pytest.raises(Interrupted) as caught:
+            delete_keys(target, ScanSpec(f"{prefix}:*", count=100), yes=True, progress=progress)
+    finally:
+        target.close()
+    left = sum(1 for _ in client.scan_iter(f"{prefix}:*", count=1000))
+    import re
+
+    said = int(re.search(r"deleted (\d+)", caught.value.message).group(1))
+    assert 0 < said < len(expected)
+    assert said == len(expected) - left
+
+
+# --- the worker pool ------------------------------------------------------------------------
+
+
+def test_fan_out_bounds_concurrency_and_delivers_everything():
+    lock = threading.Lock()
+    active = [0, 0]  # now, most
+
+    def job(n):
+        def run():
+            with lock:
+                active[0] += 1
+                active[1] = max(active[1], active[0])
+            try:
+                for i in range(50):
+                    time.sleep(0.001)  # let the other workers run (not an outcome)
+                    yield (n, i)
+            finally:
+                with lock:
+                    active[0] -= 1
+
+        return run
+
+    stop = threading.Event()
+    items, done = [], []
+    for index, item in fan_out([job(n) for n in range(6)], 2, stop):
+        (done if item is DONE else items).append((index, item))
+    assert sorted(i for _, i in items) == sorted((n, i) for n in range(6) for i in range(50))
+    assert sorted(i for i, _ in done) == list(range(6))
+    assert active[1] <= 2 and active[0] == 0
+
+
+def test_fan_out_raises_a_job_failure_and_stops_the_others():
+    closed = []
+
+    def endless(n):
+        def run():
+            try:
+                while True:
+                    yield n
+            finally:
+                closed.append(n)
+
+        return run
+
+    def failing():
+        yield "x"
+        raise ValueError("boom")
+
+    stop = threading.Event()
+    with pytest.raises(ValueError, match="boom"):
+        for _ in fan_out([endless(0), failing, endless(2)], 3, stop):
+            pass
+    assert stop.is_set() and sorted(closed) == [0, 2]
+    assert not [t for t in threading.enumerate() if t.name.startswith("shard-")]
+
+
+def test_fan_out_closed_early_stops_every_worker():
+    closed = []
+
+    def endless(n):
+        def run():
+            try:
+                while True:
+                    yield n
+            finally:
+                closed.append(n)
+
+        return run
+
+    stop = threading.Event()
+    feed = fan_out([endless(n) for n in range(4)], 4, stop)
+    assert [next(feed) for _ in range(10)]
+    feed.close()
+    assert sorted(closed) == [0, 1, 2, 3]
+    assert not [t for t in threading.enumerate() if t.name.startswith("shard-")]
+
+
+# --- the rate limiter (on a clock of our own: no timing in the assertion) ---------------------
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+        self.slept = 0.0
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+        self.slept += seconds
+
+
+@pytest.mark.parametrize("sizes", [[1] * 500, [50] * 20, [300, 1, 700, 2, 997]])
+def test_rate_limiter_spends_exactly_count_over_rate_minus_one_bucket(monkeypatch, sizes):
+    clock = FakeClock()
+    monkeypatch.setattr(rate_mod, "time", clock)
+    limiter = RateLimiter(200)  # a bucket of 20 commands
+    start = clock.now
+    for n in sizes:
+        limiter.take(n)
+    total = sum(sizes)
+    assert limiter.sent == total
+    # Every command sent by time t is paid for: sent <= burst + rate * t.
+    assert clock.now - start == pytest.approx((total - limiter.burst) / 200)
+
+
+def test_rate_limiter_refills_while_idle_but_never_above_a_bucket(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(rate_mod, "time", clock)
+    limiter = RateLimiter(100)  # bucket 10
+    limiter.take(10)
+    assert clock.slept == 0
+    clock.now += 60  # a minute idle earns one bucket, not 6000 commands
+    limiter.take(30)
+    assert clock.slept == pytest.approx(0.2)
