@@ -83,7 +83,7 @@ def load_table(path: Path, flag: str = "--price-file") -> dict[str, Any]:
         ) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("regions"), dict):
         raise UsageError(
-            f"{flag} {path} has no \"regions\" object",
+            f'{flag} {path} has no "regions" object',
             "use the format of closeup_ops/data/prices.json",
         )
     return doc
@@ -93,7 +93,9 @@ def _number(value: Any, where: str) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise UsageError(f"price {where} is not a number: {value!r}", "fix the price file") from None
+        raise UsageError(
+            f"price {where} is not a number: {value!r}", "fix the price file"
+        ) from None
     if number < 0 or number != number:
         raise UsageError(f"price {where} is negative or not a number", "fix the price file")
     return number
@@ -137,9 +139,11 @@ def book_from_entry(
 def from_table(doc: dict[str, Any], region: str, engine: str, origin: str, name: str) -> PriceBook:
     as_of = doc.get("as_of")
     regions = sorted(doc.get("regions", {}))
-    label = f"list prices as of {as_of or 'an unknown date'} ({name}; regions: " + (
-        ", ".join(regions) or "none"
-    ) + ")"
+    label = (
+        f"list prices as of {as_of or 'an unknown date'} ({name}; regions: "
+        + (", ".join(regions) or "none")
+        + ")"
+    )
     entry = (doc.get("regions", {}).get(region) or {}).get(engine)
     if entry is None:
         book = PriceBook(region, engine, origin, label, as_of)
@@ -208,7 +212,7 @@ def on_demand(product: dict[str, Any]) -> tuple[float, str] | None:
 
 
 def _memory_gib(text: str | None) -> float | None:
-    """"13.07 GiB" -> 13.07."""
+    """The Price List's memory attribute, "13.07 GiB", as 13.07."""
     if not text:
         return None
     number = text.split()[0].replace(",", "")
@@ -311,7 +315,9 @@ def _api_failure(exc: BaseException) -> str | None:
         from botocore.exceptions import BotoCoreError
     except ImportError:  # pragma: no cover
         return None
-    if isinstance(exc, BotoCoreError) or name == "NotImplementedError":
+    # ResponseParserError: an endpoint that is not the Price List (AWS_ENDPOINT_URL to a
+    # stand-in such as the sandbox's moto) answered something botocore cannot parse
+    if isinstance(exc, BotoCoreError) or name in ("NotImplementedError", "ResponseParserError"):
         return f"{name}: {exc}"
     return None
 
@@ -336,7 +342,9 @@ def price_book(
         if cached is not None:
             fetched = cached["fetched"][:10]
             label = f"AWS Price List API, fetched {fetched} (cached)"
-            return book_from_entry(cached["entry"], region, engine, "price-list-api", label, fetched)
+            return book_from_entry(
+                cached["entry"], region, engine, "price-list-api", label, fetched
+            )
         try:
             client = client or pricing_client(settings, region)
             fetched = now.date().isoformat()
@@ -352,7 +360,8 @@ def price_book(
                 _write_cache(region, engine, {"fetched": now.isoformat(), "entry": entry})
                 return book_from_entry(entry, region, engine, "price-list-api", label, fetched)
             notes.append(f"AWS Price List API has no {engine} products for {region}")
-    book = from_table(load_table(TABLE, "shipped table"), region, engine, "shipped-table",
-                      "shipped table")
+    book = from_table(
+        load_table(TABLE, "shipped table"), region, engine, "shipped-table", "shipped table"
+    )
     book.notes[:0] = notes
     return book
