@@ -97,12 +97,14 @@ def _whatifs(
                 serverless_whatif("on Valkey (serverless)", usage, valkey, window, False)
             )
     if serverless:
-        layout = layout_scenario(smallest_layout(usage.peak_gib, book), book, usage.peak_gib)
+        layout = layout_scenario(
+            smallest_layout(usage.peak_gib, book), book, usage.peak_gib, window.hours
+        )
         scenarios.append(layout)
         pairs.append((current, layout))
         if valkey is not None:
             vlayout = layout_scenario(
-                smallest_layout(usage.peak_gib, valkey), valkey, usage.peak_gib
+                smallest_layout(usage.peak_gib, valkey), valkey, usage.peak_gib, window.hours
             )
             vlayout.name = "smallest Valkey node-based layout with one replica"
             scenarios.append(vlayout)
@@ -115,7 +117,9 @@ def _whatifs(
         pairs.append((on_serverless, current))
         if valkey is not None:
             pairs.append((scenarios[1], current))
-        layout = layout_scenario(smallest_layout(usage.peak_gib, book), book, usage.peak_gib)
+        layout = layout_scenario(
+            smallest_layout(usage.peak_gib, book), book, usage.peak_gib, window.hours
+        )
         scenarios.append(layout)
     ecpu_month = None
     if serverless and usage.ecpus is not None and window.hours_with_data:

@@ -104,7 +104,10 @@ def smallest_layout(peak_gib: float | None, book: PriceBook) -> Layout | None:
     return best
 
 
-def layout_scenario(layout: Layout | None, book: PriceBook, peak_gib: float | None) -> Scenario:
+def layout_scenario(
+    layout: Layout | None, book: PriceBook, peak_gib: float | None, window_hours: int
+) -> Scenario:
+    """The layout as a scenario: the window as if its nodes had run every hour of it."""
     name = "smallest node-based layout with one replica"
     if layout is None:
         why = (
@@ -124,10 +127,10 @@ def layout_scenario(layout: Layout | None, book: PriceBook, peak_gib: float | No
         layout.hourly_usd,
         "USD per node-hour",
         layout.price_source,
-        None,
+        round(layout.nodes * window_hours * layout.hourly_usd, 6),
         layout.month_usd,
     )
-    return Scenario(name, "nodes", book.engine, [line], None, layout.month_usd)
+    return Scenario(name, "nodes", book.engine, [line], line.window_usd, layout.month_usd)
 
 
 def break_even(
