@@ -12,8 +12,8 @@ from closeup_ops.options import with_settings
 from closeup_ops.settings import Settings
 
 app = typer.Typer(
-    help="A local stand-in for the whole stack (redis-server processes, a mocked AWS "
-    "account) to rehearse every command offline.",
+    help="A local stand-in for the whole stack (redis-server processes, a serverless "
+    "stand-in, a mocked AWS account, a bastion) to rehearse every command offline.",
     no_args_is_help=True,
     rich_markup_mode=None,
     add_completion=False,
@@ -25,30 +25,69 @@ app = typer.Typer(
 def up(
     settings: Settings,
     cluster: Annotated[bool, typer.Option("--cluster", help="Also a 3-primary cluster.")] = False,
+    serverless: Annotated[
+        bool,
+        typer.Option(
+            "--serverless",
+            help="Also a serverless stand-in (TLS, cluster mode, user + password, reader "
+            "port, KEYS refused) under a serverless endpoint name; the exports point at it.",
+        ),
+    ] = False,
+    bastion: Annotated[
+        bool,
+        typer.Option(
+            "--bastion",
+            help="Also an OpenSSH bastion in front of the caches (a network namespace as "
+            "root, else on loopback), for `tunnel` and --via-bastion.",
+        ),
+    ] = False,
     aws: Annotated[
         bool,
         typer.Option(
             "--aws/--no-aws",
-            help="A moto server seeded with a replication group, security groups, a snapshot.",
+            help="A moto server (with the serverless APIs) seeded with a VPC, security "
+            "groups, a replication group and a snapshot.",
         ),
     ] = True,
 ) -> None:
-    """Start primary+replica redis-servers (and a cluster, and moto); print the exports."""
+    """Start primary+replica redis-servers (and the extras asked for); print the exports."""
     from closeup_ops.ops.sandbox import up as start
 
-    sandbox = start(with_cluster=cluster, with_aws=aws)
+    sandbox = start(
+        with_cluster=cluster, with_aws=aws, with_serverless=serverless, with_bastion=bastion
+    )
     output.render(sandbox, _show_up)
+
+
+def export_lines(sandbox) -> list[str]:
+    """`export K=V` lines; a secret is read from its file by the shell, never printed."""
+    lines = [f"export {key}={shlex.quote(value)}" for key, value in sandbox.exports.items()]
+    for key, path in sandbox.secret_files.items():
+        lines.append(f'export {key}="$(cat {shlex.quote(path)})"')
+    return lines
 
 
 def _show_up(sandbox) -> None:
     output.info(f"sandbox up: {len(sandbox.processes)} processes, state in {sandbox.directory}")
     for p in sandbox.processes:
-        output.info(f"  {p.role:<14} pid {p.pid:<8} port {p.port}")
+        output.info(f"  {p.role:<19} pid {p.pid:<8} {p.host}:{p.port}")
     if sandbox.cluster_entry:
         output.info(f"  cluster entry: {sandbox.cluster_entry}")
+    if sandbox.serverless:
+        s = sandbox.serverless
+        output.info(
+            f"  serverless cache {s['cache']}: {s['endpoint']} port {s['port']} "
+            f"(reader {s['reader_port']}), TLS, cluster mode, user {s['username']}"
+        )
+    if sandbox.bastion:
+        b = sandbox.bastion
+        where = f"namespace {b['namespace']}" if b["namespace"] else "loopback"
+        output.info(f"  bastion: {b['user']}@{b['host']}:{b['port']} ({where})")
+    for note in sandbox.notes:
+        output.info(f"note: {note}")
     output.info('point closeup-ops at it (paste, or eval "$(closeup-ops sandbox up)"):')
-    for key, value in sandbox.exports.items():
-        output.line(f"export {key}={shlex.quote(value)}")
+    for line in export_lines(sandbox):
+        output.line(line)
 
 
 @app.command("status")
@@ -64,7 +103,7 @@ def status(settings: Settings) -> None:
         raise UsageError("no sandbox is recorded", "start one with `closeup-ops sandbox up`")
     rows = check(sandbox)
     output.render(
-        {"exports": sandbox.exports, "processes": rows},
+        {"exports": sandbox.exports, "secret_files": sandbox.secret_files, "processes": rows},
         lambda d: output.table(
             ["role", "pid", "port", "running", "answering"],
             [[r.role, r.pid, r.port, r.running, r.answering] for r in rows],
@@ -77,13 +116,15 @@ def status(settings: Settings) -> None:
 @app.command("down")
 @with_settings()
 def down(settings: Settings) -> None:
-    """Stop exactly the processes `sandbox up` started, and remove its files."""
+    """Stop exactly the processes `sandbox up` started, delete its namespace and files."""
     from closeup_ops.ops.sandbox import down as stop
 
-    rows = stop()
-    output.render(
-        {"stopped": rows},
-        lambda d: output.info(
-            f"sandbox down: stopped {sum(r.running for r in rows)} of {len(rows)} processes"
-        ),
-    )
+    rows, namespaces = stop()
+
+    def show(_: object) -> None:
+        line = f"sandbox down: stopped {sum(r.running for r in rows)} of {len(rows)} processes"
+        if namespaces:
+            line += f", deleted namespace {', '.join(namespaces)}"
+        output.info(line)
+
+    output.render({"stopped": rows, "namespaces": namespaces}, show)
