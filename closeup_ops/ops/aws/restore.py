@@ -50,75 +50,207 @@ def _pick(flag: Any, *copies: Any) -> Any:
     return next((c for c in copies if c not in (None, [], "")), None)
 
 
+def _drop_empty(req: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in req.items() if v is not None and v != [] and v != ""}
+
+
+@dataclass
+class NodeShape:
+    """What a node-based cache was, from the source when it still exists, else from the
+    snapshot's own fields (a snapshot records the shape, parameter group and port)."""
+
+    engine: str | None
+    engine_version: str | None
+    node_type: str | None
+    subnet_group: str | None
+    parameter_group: str | None
+    port: int | None
+    cluster_mode: bool
+    node_groups: int
+    replicas: int  # per node group
+    failover: bool
+    multi_az: bool
+    data_tiering: bool
+    at_rest: bool | None  # None: not recorded (the source is gone and no KmsKeyId)
+    kms_key: str | None
+
+
+def _source_shape(snapshot: SnapshotInfo, src: CacheRef) -> NodeShape:
+    raw = src.raw
+    members = raw.get("_members") or ([raw] if src.kind == CACHE_CLUSTER else [])
+    first = members[0] if members else {}
+    groups = raw.get("NodeGroups") or []
+    sizes = [len(g.get("NodeGroupMembers") or []) for g in groups]
+    member_count = len(raw.get("MemberClusters") or []) or 1
+    replicas = max(sizes) - 1 if sizes and max(sizes) else member_count // max(len(groups), 1) - 1
+    endpoint = raw.get("ConfigurationEndpoint") or (groups[0] if groups else {}).get(
+        "PrimaryEndpoint"
+    )
+    port = (endpoint or {}).get("Port") or next(
+        (n["Endpoint"].get("Port") for n in first.get("CacheNodes") or [] if n.get("Endpoint")),
+        None,
+    )
+    at_rest = raw.get("AtRestEncryptionEnabled")
+    return NodeShape(
+        # engine and version of the same cache: the source as it is now (it may have been
+        # upgraded, even from redis to valkey, since the snapshot)
+        engine=src.engine or snapshot.engine,
+        engine_version=src.engine_version or (None if src.engine else snapshot.engine_version),
+        node_type=src.node_type or snapshot.node_type,
+        subnet_group=src.subnet_group or snapshot.raw.get("CacheSubnetGroupName"),
+        parameter_group=(first.get("CacheParameterGroup") or {}).get("CacheParameterGroupName")
+        or snapshot.raw.get("CacheParameterGroupName"),
+        port=as_int(port) or as_int(snapshot.raw.get("Port")),
+        cluster_mode=bool(src.cluster_mode),
+        node_groups=len(groups) or 1,
+        replicas=max(replicas, 0),
+        failover=raw.get("AutomaticFailover") in ("enabled", "enabling"),
+        multi_az=raw.get("MultiAZ") == "enabled",
+        data_tiering=raw.get("DataTiering") == "enabled",
+        at_rest=bool(at_rest) if at_rest is not None else None,
+        kms_key=raw.get("KmsKeyId"),
+    )
+
+
+def _snapshot_shape(snapshot: SnapshotInfo) -> NodeShape:
+    raw = snapshot.raw
+    configs = [n.get("NodeGroupConfiguration") or {} for n in raw.get("NodeSnapshots") or []]
+    counts = [as_int(c.get("ReplicaCount")) for c in configs]
+    known = [c for c in counts if c is not None]
+    node_groups = as_int(raw.get("NumNodeGroups")) or len(
+        {n.get("NodeGroupId") for n in raw.get("NodeSnapshots") or [] if n.get("NodeGroupId")}
+    )
+    parameter_group = raw.get("CacheParameterGroupName")
+    cluster_mode = (node_groups or 1) > 1 or str(parameter_group or "").endswith("cluster.on")
+    kms = raw.get("KmsKeyId")
+    return NodeShape(
+        engine=snapshot.engine,
+        engine_version=snapshot.engine_version,
+        node_type=snapshot.node_type,
+        subnet_group=raw.get("CacheSubnetGroupName"),
+        parameter_group=parameter_group,
+        port=as_int(raw.get("Port")),
+        cluster_mode=cluster_mode,
+        node_groups=node_groups or 1,
+        replicas=max(known) if known else max((as_int(raw.get("NumCacheNodes")) or 1) - 1, 0),
+        failover=raw.get("AutomaticFailover") in ("enabled", "enabling"),
+        multi_az=False,  # a snapshot does not record Multi-AZ
+        data_tiering=raw.get("DataTiering") == "enabled",
+        at_rest=True if kms else None,
+        kms_key=kms,
+    )
+
+
+def node_shape(snapshot: SnapshotInfo, source: CacheRef | None) -> NodeShape:
+    return _source_shape(snapshot, source) if source is not None else _snapshot_shape(snapshot)
+
+
 def restore_request(
     snapshot: SnapshotInfo, target: str, source: CacheRef | None, opts: RestoreOptions
 ) -> dict[str, Any]:
     """The Create* parameters for `target` from `snapshot`: flags > the source cache's
-    settings > what the snapshot itself records."""
-    raw, src = snapshot.raw, source
+    settings (when it still exists) > what the snapshot itself records."""
+    src = source
     groups = _pick(opts.security_group_ids, src.security_group_ids if src else None)
     description = f"restored from snapshot {snapshot.name} by closeup-ops"
     if snapshot.kind == SERVERLESS:
-        req: dict[str, Any] = {
-            "ServerlessCacheName": target,
-            "Description": description,
-            "Engine": _pick(None, snapshot.engine, src.engine if src else None) or "redis",
-            "SnapshotArnsToRestore": [snapshot.arn],
-        }
-        major = _pick(
-            opts.engine_version,
-            snapshot.engine_version,
-            src.raw.get("MajorEngineVersion") if src else None,
-        )
-        subnets = _pick(opts.subnet_ids, src.subnet_ids if src else None)
-        extra = {
-            "MajorEngineVersion": major,
-            "SubnetIds": subnets,
+        return _serverless_request(snapshot, target, src, opts, groups, description)
+    shape = node_shape(snapshot, src)
+    common = _drop_empty(
+        {
+            "CacheNodeType": _pick(opts.node_type, shape.node_type),
+            "Engine": shape.engine,
+            "EngineVersion": _pick(opts.engine_version, shape.engine_version),
+            "CacheParameterGroupName": shape.parameter_group,
+            "CacheSubnetGroupName": _pick(opts.subnet_group, shape.subnet_group),
             "SecurityGroupIds": groups,
-            # the same RBAC users, so the copy is not open to anyone who can reach it
-            "UserGroupId": src.raw.get("UserGroupId") if src else None,
+            "Port": shape.port,
+            "TransitEncryptionEnabled": _pick(opts.tls, src.tls if src else None),
+            "SnapshotName": snapshot.name,
         }
-        return {**req, **{k: v for k, v in extra.items() if v}}
-    common = {
-        "CacheNodeType": _pick(opts.node_type, src.node_type if src else None, snapshot.node_type),
-        "Engine": _pick(None, snapshot.engine, src.engine if src else None),
-        "EngineVersion": _pick(
-            opts.engine_version, src.engine_version if src else None, snapshot.engine_version
-        ),
-        "CacheSubnetGroupName": _pick(
-            opts.subnet_group, src.subnet_group if src else None, raw.get("CacheSubnetGroupName")
-        ),
-        "SecurityGroupIds": groups,
-        "TransitEncryptionEnabled": _pick(opts.tls, src.tls if src else None),
-        "SnapshotName": snapshot.name,
-    }
-    common = {k: v for k, v in common.items() if v is not None and v != []}
+    )
     if snapshot.kind == CACHE_CLUSTER:
         return {"CacheClusterId": target, "NumCacheNodes": 1, **common}
-    req = {"ReplicationGroupId": target, "ReplicationGroupDescription": description, **common}
-    node_groups = as_int(raw.get("NumNodeGroups")) or 1
-    if node_groups > 1 or (src is not None and src.cluster_mode):
-        req["NumNodeGroups"] = node_groups
-    elif src is not None and src.raw.get("MemberClusters"):
-        req["NumCacheClusters"] = len(src.raw["MemberClusters"])
-    if src is not None:
-        if src.raw.get("UserGroupIds"):
-            req["UserGroupIds"] = list(src.raw["UserGroupIds"])
-        if src.raw.get("AutomaticFailover") in ("enabled", "enabling"):
+    req: dict[str, Any] = {
+        "ReplicationGroupId": target,
+        "ReplicationGroupDescription": description,
+        **common,
+    }
+    if shape.cluster_mode:
+        req["NumNodeGroups"] = shape.node_groups
+        req["ReplicasPerNodeGroup"] = shape.replicas
+        req["AutomaticFailoverEnabled"] = True  # required with cluster mode
+    else:
+        req["NumCacheClusters"] = shape.replicas + 1
+        if shape.failover and shape.replicas:
             req["AutomaticFailoverEnabled"] = True
-        if src.raw.get("MultiAZ") == "enabled":
-            req["MultiAZEnabled"] = True
+    if shape.multi_az and shape.replicas:  # Multi-AZ needs a replica to fail over to
+        req["MultiAZEnabled"] = True
+    if shape.data_tiering:  # required for r6gd nodes
+        req["DataTieringEnabled"] = True
+    if shape.at_rest is not None:
+        req["AtRestEncryptionEnabled"] = shape.at_rest
+    if shape.at_rest and shape.kms_key:
+        req["KmsKeyId"] = shape.kms_key
+    if src is not None and src.raw.get("UserGroupIds"):
+        req["UserGroupIds"] = list(src.raw["UserGroupIds"])
     return req
 
 
-def restore_warnings(source: CacheRef | None) -> list[str]:
-    """What a restore cannot copy and the operator must redo."""
-    if source is not None and source.raw.get("AuthTokenEnabled"):
-        return [
-            f"{source.name} uses an AUTH token, which AWS never returns: the new cache has "
-            "none until you set one (modify-replication-group --auth-token ...)"
-        ]
-    return []
+def _serverless_request(
+    snapshot: SnapshotInfo,
+    target: str,
+    src: CacheRef | None,
+    opts: RestoreOptions,
+    groups: list[str] | None,
+    description: str,
+) -> dict[str, Any]:
+    raw = src.raw if src is not None else {}
+    if src is not None and src.engine:  # engine and version of the same cache
+        engine, major = src.engine, raw.get("MajorEngineVersion")
+    else:
+        engine, major = snapshot.engine, snapshot.engine_version
+    req: dict[str, Any] = {
+        "ServerlessCacheName": target,
+        "Description": description,
+        "Engine": engine or "redis",
+        "SnapshotArnsToRestore": [snapshot.arn],
+    }
+    extra = {
+        "MajorEngineVersion": _pick(opts.engine_version, major),
+        "SubnetIds": _pick(opts.subnet_ids, src.subnet_ids if src else None),
+        "SecurityGroupIds": groups,
+        # the same RBAC users, so the copy is not open to anyone who can reach it
+        "UserGroupId": raw.get("UserGroupId"),
+        "CacheUsageLimits": raw.get("CacheUsageLimits"),
+        "KmsKeyId": raw.get("KmsKeyId") or snapshot.raw.get("KmsKeyId"),
+        "SnapshotRetentionLimit": raw.get("SnapshotRetentionLimit"),
+        "DailySnapshotTime": raw.get("DailySnapshotTime"),
+    }
+    return {**req, **_drop_empty(extra)}
+
+
+def restore_warnings(snapshot: SnapshotInfo, source: CacheRef | None) -> list[str]:
+    """What a restore cannot copy and the operator must redo, said once."""
+    if source is not None:
+        if source.raw.get("AuthTokenEnabled"):
+            return [
+                f"{source.name} uses an AUTH token, which AWS never returns: the new cache "
+                "has none until you set one (modify-replication-group --auth-token ...)"
+            ]
+        return []
+    if snapshot.kind == SERVERLESS:
+        missing = ["subnets", "security groups", "user group (RBAC)", "usage limits"]
+        missing.append("snapshot retention")
+    else:
+        missing = ["security groups", "user groups (RBAC)", "in-transit encryption"]
+        missing += ["AUTH token", "Multi-AZ"]
+        if not snapshot.raw.get("KmsKeyId"):
+            missing.append("at-rest encryption (AWS's default applies)")
+    return [
+        f"the source cache {snapshot.cache or '?'} is gone; the snapshot does not record its "
+        f"{', '.join(missing)}: pass them as flags or set them on the new cache"
+    ]
 
 
 def check_target_free(client: Any, target: str) -> None:
@@ -165,8 +297,36 @@ def restore_snapshot(
         status=status,
         copied_from=source.name if source else None,
         request=request,
-        warnings=restore_warnings(source),
+        warnings=restore_warnings(snapshot, source),
     )
+
+
+# Terminal states that are not "available" (service model docs): a replication group or
+# serverless cache "create-failed"; a cache cluster "restore-failed" (its data could not be
+# loaded) or "incompatible-network" (its subnet/ENI set-up failed); "deleting"/"deleted" (it
+# is going away). A replication group stays "creating" while a member cluster has already
+# failed, so the members' states count too.
+CACHE_FAILED = {
+    "create-failed",
+    "failed",
+    "incompatible-restore",
+    "restore-failed",
+    "incompatible-network",
+    "deleting",
+    "deleted",
+}
+GONE = "gone"
+
+
+def cache_status(cache: CacheRef) -> str:
+    """The cache's status, or a member cluster's failed one (lower-case: serverless caches
+    report upper-case in some regions and docs)."""
+    status = (cache.status or "?").lower()
+    for member in cache.raw.get("_members") or []:
+        member_status = str(member.get("CacheClusterStatus", "")).lower()
+        if member_status in CACHE_FAILED:
+            return f"{member_status} (member {member.get('CacheClusterId')})"
+    return status
 
 
 def wait_cache(
@@ -177,13 +337,20 @@ def wait_cache(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> CacheRef:
-    """Wait until the new cache is available (backoff from 5 s); create-failed or too slow:
-    exit 5."""
+    """Wait until the new cache is available (backoff from 5 s). A failed state, or the cache
+    vanishing (after it was seen, or on two polls in a row), exits 5 at once; too slow: 5."""
+    seen, misses = [False], [0]
 
     def fetch() -> tuple[str, CacheRef | None]:
         cache = describe_by_name(client, name)
-        return ((cache.status or "?") if cache else "creating"), cache
+        if cache is None:
+            misses[0] += 1
+            return (GONE if seen[0] or misses[0] >= 2 else "creating"), None
+        seen[0], misses[0] = True, 0
+        return cache_status(cache), cache
 
-    failed = {"create-failed", "failed", "incompatible-restore"}
+    def failed(status: str) -> bool:
+        return status == GONE or status.split(" ")[0] in CACHE_FAILED
+
     hint = "it carries on in AWS; check with `closeup-ops caches`"
     return poll(fetch, f"restoring {name!r}", timeout, 5.0, failed, hint, update, sleep, clock)

@@ -24,7 +24,9 @@ from closeup_ops.connect.aws import (
 from closeup_ops.errors import AwsResourceError
 
 DONE = "available"
-FAILED = {"failed"}
+# A snapshot that fails, or is deleted while we wait ("deleting", then gone), never becomes
+# available (service model: creating | available | restoring | copying | deleting).
+FAILED = {"failed", "deleting", "deleted"}
 
 
 @dataclass
@@ -194,7 +196,7 @@ def poll(
     what: str,
     timeout: float,
     first_delay: float,
-    failed: set[str],
+    failed: set[str] | Callable[[str], bool],
     hint: str,
     update: Callable[[str], None] = lambda status: None,
     sleep: Callable[[float], None] = time.sleep,
@@ -205,12 +207,13 @@ def poll(
     deadline, exits 5."""
     deadline = clock() + timeout
     delay = first_delay
+    is_failed = failed if callable(failed) else failed.__contains__
     while True:
         status, value = fetch()
         update(status)
         if status == DONE:
             return value
-        if status in failed:
+        if is_failed(status):
             raise AwsResourceError(f"{what} failed: {status}", "see its events in the AWS console")
         left = deadline - clock()
         if left <= 0:
@@ -230,9 +233,15 @@ def wait_snapshot(
     """Wait until the snapshot is available (backoff from 2 s); failed or too slow: exit 5."""
     pending = [snapshot]
 
-    def fetch() -> tuple[str, SnapshotInfo]:
-        snap = pending.pop() if pending else get_snapshot(client, snapshot.name)
-        return snap.status, snap
+    def fetch() -> tuple[str, SnapshotInfo | None]:
+        if pending:
+            snap = pending.pop()
+        else:
+            try:
+                snap = get_snapshot(client, snapshot.name)
+            except AwsResourceError:  # deleted while we waited
+                return "deleted", None
+        return snap.status.lower(), snap
 
     hint = "it carries on in AWS; check with `closeup-ops snapshot list` or raise --timeout"
     what = f"snapshot {snapshot.name!r}"

@@ -358,5 +358,6 @@ def test_restore_request_copies_failover_rbac_and_warns_about_auth_token():
     assert req["NumCacheClusters"] == 2 and req["AutomaticFailoverEnabled"] is True
     assert req["MultiAZEnabled"] is True and req["UserGroupIds"] == ["ug-app"]
     assert req["CacheSubnetGroupName"] == "subnets" and req["CacheNodeType"] == "cache.r7g.large"
-    assert "AUTH token" in restore.restore_warnings(source)[0]
-    assert restore.restore_warnings(None) == []
+    assert "AUTH token" in restore.restore_warnings(snap, source)[0]
+    gone = restore.restore_warnings(snap, None)
+    assert len(gone) == 1 and "is gone" in gone[0] and "security groups" in gone[0]
