@@ -147,6 +147,55 @@ def seed_serverless(
         return json.loads(reply.read())["ARN"]
 
 
+def seed_cloudwatch(endpoint: str, cache: str, used_bytes: int, keys: int) -> None:
+    """The last 30 minutes of the serverless cache's metrics (quiet, healthy numbers sized
+    from the stand-in's own INFO) and an alarm on its ECPUs, as a set-up cache has."""
+    import datetime
+
+    import botocore.session
+
+    cw = botocore.session.get_session().create_client(
+        "cloudwatch",
+        region_name=REGION,
+        endpoint_url=endpoint,
+        aws_access_key_id=FAKE_KEY,
+        aws_secret_access_key=FAKE_KEY,
+    )
+    dims = [{"Name": "clusterId", "Value": cache}]
+    now = datetime.datetime.now(datetime.timezone.utc).replace(second=0, microsecond=0)
+    values = {
+        "ElastiCacheProcessingUnits": 1200.0,
+        "BytesUsedForCache": float(used_bytes),
+        "CurrConnections": 3.0,
+        "CacheHits": float(keys),
+        "CacheMisses": 4.0,
+        "Evictions": 0.0,
+        "ThrottledCmds": 0.0,
+    }
+    data = [
+        {
+            "MetricName": name,
+            "Dimensions": dims,
+            "Timestamp": now - datetime.timedelta(minutes=m),
+            "Value": value,
+        }
+        for name, value in values.items()
+        for m in range(1, 31)
+    ]
+    cw.put_metric_data(Namespace="AWS/ElastiCache", MetricData=data)
+    cw.put_metric_alarm(
+        AlarmName=f"{cache}-ecpu",
+        Namespace="AWS/ElastiCache",
+        MetricName="ElastiCacheProcessingUnits",
+        Dimensions=dims,
+        Statistic="Average",
+        Period=300,
+        EvaluationPeriods=2,
+        Threshold=5_000_000,
+        ComparisonOperator="GreaterThanThreshold",
+    )
+
+
 def aws_exports(endpoint: str) -> dict[str, str]:
     return {
         "AWS_ENDPOINT_URL": endpoint,

@@ -22,6 +22,7 @@ from closeup_ops.ops.sandbox.aws import (
     aws_exports,
     require_moto,
     seed_aws,
+    seed_cloudwatch,
     seed_serverless,
     start_aws,
 )
@@ -94,7 +95,12 @@ def _start_all(
 ) -> None:
     processes = sandbox.processes
     pair = start_replicated(
-        directory / "replicated", "--enable-debug-command", "local", detach=True
+        directory / "replicated",
+        "--enable-debug-command",
+        "local",
+        "--repl-diskless-sync-delay",  # the replica syncs now, not in 5 s
+        "0",
+        detach=True,
     )
     processes.append(record("primary", pair.primary.pid or 0, pair.primary.port))
     processes.append(record("replica", pair.replica.pid or 0, pair.replica.port))
@@ -102,7 +108,11 @@ def _start_all(
     sandbox.exports.update(REDIS_HOST=LOOPBACK, REDIS_PORT=str(pair.primary.port))
     import redis
 
-    seed_keys(redis.Redis(host=LOOPBACK, port=pair.primary.port))
+    client = redis.Redis(host=LOOPBACK, port=pair.primary.port)
+    try:
+        seed_keys(client)
+    finally:
+        client.close()
     if with_cluster:
         cluster = start_cluster(directory / "cluster", 3, 1, detach=True)
         processes += [
@@ -120,7 +130,7 @@ def _start_all(
         vpc = _make_vpc(sandbox, [endpoint] if endpoint else [])
     if with_serverless:
         assert endpoint is not None
-        _start_serverless(sandbox, directory, endpoint, vpc)
+        seeded = _start_serverless(sandbox, directory, endpoint, vpc)
     if with_aws:
         port, pid = start_aws(directory)
         processes.append(record("moto", pid, port))
@@ -133,6 +143,7 @@ def _start_all(
                 url, sandbox.aws, s["cache"], s["endpoint"], s["port"], s["reader_port"]
             )
             sandbox.aws["serverless_cache"] = s["cache"]
+            seed_cloudwatch(url, s["cache"], *seeded)
             # empty = unset: the tool finds the cache from REDIS_HOST, as it would in AWS
             sandbox.exports["ELASTICACHE_CACHE"] = ""
     if with_bastion:
@@ -157,7 +168,8 @@ def _make_vpc(sandbox: Sandbox, names: list[str]) -> dict[str, str] | None:
 
 def _start_serverless(
     sandbox: Sandbox, directory: Path, endpoint: str, vpc: dict[str, str] | None
-) -> None:
+) -> tuple[int, int]:
+    """Start the stand-in and seed its keys; returns (used memory, keys) for CloudWatch."""
     from closeup_ops.local.serverless import Node, start_serverless
 
     nodes: list[Node] = []
@@ -176,7 +188,8 @@ def _start_serverless(
     password_file.chmod(0o600)
     client = s.client()
     try:
-        seed_keys(client)
+        keys = seed_keys(client)
+        used = int(client.info("memory")["used_memory"])
     finally:
         client.close()
     sandbox.serverless = {
@@ -196,6 +209,7 @@ def _start_serverless(
         REDIS_RESOLVE=s.resolve,
     )
     sandbox.secret_files["REDIS_PASSWORD"] = str(password_file)
+    return used, keys
 
 
 def _start_bastion(sandbox: Sandbox, directory: Path, vpc: dict[str, str] | None) -> None:
@@ -236,7 +250,6 @@ def seed_keys(client: Any) -> int:
     for i in range(100):
         pipe.set(f"user:verified:user{i}", "1")
     pipe.execute()
-    client.close()
     return 350
 
 

@@ -26,6 +26,9 @@ class SandboxProcess:
     port: int
     cmdline: str
     host: str = LOOPBACK  # where it listens (status checks connect there)
+    # the kernel's start time of the process (clock ticks since boot): with the PID, it
+    # names one process for good, where the command line can change (sshd retitles itself)
+    start_ticks: int = 0
 
 
 @dataclass
@@ -85,13 +88,26 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def start_ticks(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    fields = stat.rsplit(")", 1)[1].split()
+    return 0 if fields[0] == "Z" else int(fields[19])  # field 22 of stat, 3rd after ")"
+
+
 def record(role: str, pid: int, port: int, host: str = LOOPBACK) -> SandboxProcess:
-    return SandboxProcess(role, pid, port, cmdline(pid), host)
+    return SandboxProcess(role, pid, port, cmdline(pid), host, start_ticks(pid))
 
 
 def same_process(p: SandboxProcess) -> bool:
-    """The PID is alive and still runs what we started (PIDs get reused)."""
-    return bool(p.pid) and p.cmdline != "" and cmdline(p.pid) == p.cmdline
+    """The PID is alive and still the process we started (PIDs get reused)."""
+    if not p.pid:
+        return False
+    if p.start_ticks:
+        return start_ticks(p.pid) == p.start_ticks
+    return p.cmdline != "" and cmdline(p.pid) == p.cmdline
 
 
 def answers(host: str, port: int) -> bool:
