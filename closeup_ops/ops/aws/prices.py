@@ -239,9 +239,9 @@ def entry_from_price_list(
         if price is None:
             continue
         usd, unit = price
-        if "CachedData" in usage:
+        if "CachedData" in usage or unit.lower().startswith("gb"):
             entry["serverless"]["gb_hour"] = usd
-        elif "ProcessingUnits" in usage:
+        elif "ProcessingUnits" in usage or "ecpu" in unit.lower():
             per_million = "million" in unit.lower() or unit.strip().upper() in ("M", "MECPU")
             entry["serverless"]["ecpu_million"] = usd if per_million else usd * 1_000_000
     for product in nodes:
@@ -342,8 +342,9 @@ def price_book(
         if cached is not None:
             fetched = cached["fetched"][:10]
             label = f"AWS Price List API, fetched {fetched} (cached)"
-            return book_from_entry(
-                cached["entry"], region, engine, "price-list-api", label, fetched
+            entry = cached["entry"]
+            return _fill_serverless(
+                book_from_entry(entry, region, engine, "price-list-api", label, fetched)
             )
         try:
             client = client or pricing_client(settings, region)
@@ -358,10 +359,33 @@ def price_book(
         else:
             if entry["serverless"] or entry["nodes"]:
                 _write_cache(region, engine, {"fetched": now.isoformat(), "entry": entry})
-                return book_from_entry(entry, region, engine, "price-list-api", label, fetched)
+                book = book_from_entry(entry, region, engine, "price-list-api", label, fetched)
+                return _fill_serverless(book)
             notes.append(f"AWS Price List API has no {engine} products for {region}")
     book = from_table(
         load_table(TABLE, "shipped table"), region, engine, "shipped-table", "shipped table"
     )
     book.notes[:0] = notes
+    return book
+
+
+def _fill_serverless(book: PriceBook) -> PriceBook:
+    """A Price List answer without a serverless price takes the shipped table's, which
+    carries its own source and date."""
+    if book.gb_hour is not None and book.ecpu_million is not None:
+        return book
+    table = from_table(
+        load_table(TABLE, "shipped table"),
+        book.region,
+        book.engine,
+        "shipped-table",
+        "shipped table",
+    )
+    for name in ("gb_hour", "ecpu_million"):
+        if getattr(book, name) is None and getattr(table, name) is not None:
+            setattr(book, name, getattr(table, name))
+            book.notes.append(
+                f"the Price List API had no serverless {name} price for {book.engine}: "
+                f"{table.label}"
+            )
     return book
