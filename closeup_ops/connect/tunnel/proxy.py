@@ -219,13 +219,13 @@ class NodeProxy:
         """The local port for a node named in a reply (a listener made now if it is new)."""
         host = host or here[0]
         with self._lock:
-            found = self._nodes.get((host, port)) or self._aliases.get((host, port))
-            if found:
-                return found
-        local = self.add(host, port)
+            local = self._nodes.get((host, port)) or self._aliases.get((host, port))
+        if not local:
+            local = self.add(host, port)
         if ip:
             with self._lock:
-                self._aliases.setdefault((ip, port), local)
+                if (ip, port) not in self._nodes:
+                    self._aliases.setdefault((ip, port), local)
         return local
 
     def ssl_context(self) -> Any:

@@ -176,6 +176,8 @@ def _shard_node(kv: list[Frame], mapper: Mapper, tls: bool) -> None:
     for key in (b"port", b"tls-port"):
         if key in where:
             kv[where[key]] = (_INT, b"%d" % local)
+    if b"port" not in where:  # TLS-only node: the local side is plain TCP, its port is `port`
+        kv[where[b"tls-port"] - 1] = (kv[where[b"tls-port"] - 1][0], b"port")
 
 
 def rewrite_nodes_text(text: bytes, mapper: Mapper) -> bytes:

@@ -1,0 +1,60 @@
+"""Helpers for the RESP proxy tests: a dialer standing in for the bastion's DNS, waits."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from closeup_ops.connect.tunnel.proxy import NodeProxy, Upstream
+
+
+class NameDial:
+    """dial(host, port): the test nodes' announced names resolve to 127.0.0.1 here (as the
+    bastion's DNS would resolve them); every call is recorded. `refuse` makes it fail."""
+
+    def __init__(self, names: list[str] | None = None) -> None:
+        self.names = set(names or [])
+        self.calls: list[tuple[str, int]] = []
+        self.refuse: str | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, host: str, port: int) -> socket.socket:
+        with self._lock:
+            self.calls.append((host, port))
+        if self.refuse:
+            raise ConnectionRefusedError(self.refuse)
+        address = "127.0.0.1" if host in self.names else host
+        return socket.create_connection((address, port), timeout=5)
+
+
+def wait_until(check: Callable[[], object], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def open_proxy(
+    dial: Callable, upstream: Upstream | None = None, cluster: bool = True, **kw
+) -> NodeProxy:
+    proxy = NodeProxy(dial, upstream or Upstream(), cluster=cluster, **kw)
+    proxy.start()
+    return proxy
+
+
+def read_all(sock: socket.socket, timeout: float = 10) -> bytes:
+    """Everything the peer sends until it closes (a hang fails the test via the timeout)."""
+    sock.settimeout(timeout)
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
