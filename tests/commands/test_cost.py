@@ -314,7 +314,13 @@ def test_node_based_every_node_and_a_missing_node_price(
     put_hourly(
         [{"Name": "CacheClusterId", "Value": "pair-001"}, {"Name": "CacheNodeId", "Value": "0001"}],
         "BytesUsedForCache",
-        {h: [0.5 * GIB] for h in range(1, 11)},
+        {h: [1.5 * GIB] for h in range(1, 11)},
+    )
+    # the replica holds the same data: it must not be counted twice
+    put_hourly(
+        [{"Name": "CacheClusterId", "Value": "pair-002"}, {"Name": "CacheNodeId", "Value": "0001"}],
+        "BytesUsedForCache",
+        {h: [1.5 * GIB] for h in range(1, 3)},
     )
     prices = tmp_path / "prices.json"
     prices.write_text(
@@ -367,12 +373,12 @@ def test_node_based_every_node_and_a_missing_node_price(
     ]
     on_serverless = whatifs["serverless (redis)"]
     stored = lines(on_serverless)["data stored"]
-    assert stored["quantity"] == pytest.approx(10 * 1.0)  # 0.5 GB an hour, billed 1 GB
+    assert stored["quantity"] == pytest.approx(10 * 1.5)  # the primary's 1.5 GB, 10 hours
     assert "ECPUs: not known" in on_serverless["left_out"][0]
     points = {p["serverless"]: p for p in doc["break_even"]}
     p = points["serverless (redis)"]
     assert p["break_even_million_ecpus_per_month"] == pytest.approx(
-        (2 * 720 * 0.219 - 720 * 1.0 * 0.125) / 0.0034, abs=0.1
+        (2 * 720 * 0.219 - 720 * 1.5 * 0.125) / 0.0034, abs=0.1
     )
     assert p["cheaper_now"] == "unknown"
     assert doc["left_out"][1] == "backup storage: no snapshots of this cache"

@@ -183,19 +183,20 @@ def _members(ref: CacheRef) -> list[dict[str, Any]]:
 
 
 def _primaries(ref: CacheRef) -> tuple[list[str], str | None]:
-    """Member clusters that hold a primary copy of the data, and a note when unknown."""
+    """One member cluster per shard (its primary when the roles are known, else its first
+    member: a replica holds the same data), and a note when there are no shards to go by."""
     if ref.kind == "cache-cluster":
         return [ref.name], None
-    roles = [
-        m.get("CacheClusterId")
-        for g in ref.raw.get("NodeGroups") or []
-        for m in g.get("NodeGroupMembers") or []
-        if m.get("CurrentRole") == "primary" and m.get("CacheClusterId")
-    ]
-    if roles:
-        return roles, None
+    picked = []
+    for group in ref.raw.get("NodeGroups") or []:
+        members = [m for m in group.get("NodeGroupMembers") or [] if m.get("CacheClusterId")]
+        primary = [m for m in members if m.get("CurrentRole") == "primary"]
+        if primary or members:
+            picked.append((primary or members)[0]["CacheClusterId"])
+    if picked:
+        return picked, None
     members = [m.get("CacheClusterId") for m in _members(ref) if m.get("CacheClusterId")]
-    return members, "node roles unknown: data stored summed over every node, replicas included"
+    return members, "shards unknown: data stored summed over every node, replicas included"
 
 
 def node_usage(cw: Any, ref: CacheRef, start: dt.datetime, end: dt.datetime) -> Usage:
