@@ -306,6 +306,12 @@ def start_cluster(
                     "1500",
                     "--cluster-replica-validity-factor",
                     "0",
+                    # the replication offset moves (and replicas show in CLUSTER SLOTS)
+                    # within a second of the cluster's creation, not after 10 s
+                    "--repl-ping-replica-period",
+                    "1",
+                    "--repl-diskless-sync-delay",
+                    "0",
                     *named,
                     *extra,
                     port=free_cluster_port(),
@@ -333,11 +339,35 @@ def start_cluster(
             "cluster state ok",
         )
         _wait_for(lambda: all(_replica_synced(n) for n in nodes), "cluster replicas to sync")
+        # Every node's CLUSTER SLOTS names every replica (gossip lags the replication
+        # link): clients that read the map at once see the whole topology.
+        _wait_for(
+            lambda: all(_slots_list_replicas(n, replicas) for n in nodes),
+            "every node to list the replicas",
+        )
         return cluster
     except BaseException:
         for node in nodes:
             node.stop()
         raise
+
+
+def _slots_list_replicas(node: RedisProcess, replicas: int) -> bool:
+    """CLUSTER SLOTS on `node` names `replicas` replicas for every range (a replica shows
+    there once the node has heard of its replication offset)."""
+    import redis
+
+    tls = {"ssl": True, "ssl_cert_reqs": "none"} if node.tls else {}  # a readiness probe
+    client = redis.Redis(host=node.host, port=node.port, password=node.password, **tls)
+    try:
+        ranges = client.execute_command("CLUSTER SLOTS")
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+    if isinstance(ranges, dict):  # redis-py's parsed form: {(start, end): {...}}
+        return bool(ranges) and all(len(v.get("replicas", [])) == replicas for v in ranges.values())
+    return bool(ranges) and all(len(r) - 3 == replicas for r in ranges)
 
 
 def _replica_synced(node: RedisProcess) -> bool:

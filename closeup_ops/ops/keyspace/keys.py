@@ -304,13 +304,15 @@ def iter_keys(
     with closing(drive(target, stats, reach, job)) as feed:
         for batch in feed:
             stats.scanned += len(batch.keys)
-            if spec.limit is not None and stats.listed + len(batch.keys) >= spec.limit:
+            last = spec.limit is not None and stats.listed + len(batch.keys) >= spec.limit
+            if last:
                 _trim(batch, spec.limit - stats.listed)
-                stats.listed += len(batch.keys)
-                yield batch
-                return
-            stats.listed += len(batch.keys)
             yield batch
+            # Counted once the caller is done with the batch (written it): a Ctrl-C in
+            # the middle of writing a batch does not count it as listed.
+            stats.listed += len(batch.keys)
+            if last:
+                return
 
 
 def _split(
