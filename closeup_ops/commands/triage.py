@@ -125,7 +125,7 @@ def to_markdown(report: Any) -> str:
         "",
     ]
     if not report.findings:
-        lines += ["No findings: nothing above the limits in what could be read.", ""]
+        lines.append("No findings: nothing above the limits in what could be read.")
     for i, f in enumerate(report.findings, 1):
         lines.append(f"{i}. **{f.severity.upper()}** `{f.id}`: {f.title}")
         lines += [f"   - {e}" for e in f.evidence]
@@ -173,7 +173,7 @@ def to_markdown(report: Any) -> str:
         lines.append("")
     lines += _slowlog_md(report.slowlog) + _clients_md(report.clients) + _keys_md(report.keys)
     lines += _aws_md(report.aws)
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def _slowlog_md(s: Any) -> list[str]:
