@@ -59,6 +59,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "stats",
         "INFO summary and CloudWatch metrics against the guide's thresholds (--watch).",
     ),
+    "events": (
+        "closeup_ops.commands.events",
+        "events",
+        "AWS events of the cache (failover, replacement, maintenance), then pending updates.",
+    ),
+    "triage": (
+        "closeup_ops.commands.triage",
+        "triage",
+        "One read-only incident report: nodes, slow log, clients, hot/big keys, AWS; findings.",
+    ),
     "cost": (
         "closeup_ops.commands.cost",
         "cost",
