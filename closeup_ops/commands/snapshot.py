@@ -27,6 +27,19 @@ Wait = Annotated[
 ]
 
 
+Kind = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--serverless/--node",
+        help="Which snapshot, when a serverless and a node-based one share the name.",
+    ),
+]
+
+
+def _kind(serverless: bool | None) -> str | None:
+    return None if serverless is None else ("serverless" if serverless else "node")
+
+
 def _timeout(value: float) -> float:
     if not 1 <= value <= 24 * 3600:
         raise UsageError(f"--timeout {value:g} is out of range", "use 1 to 86400 seconds")
@@ -131,6 +144,7 @@ def restore(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds --wait may take.", metavar="S")
     ] = 3600.0,
+    serverless: Kind = None,
 ) -> None:
     """Create a NEW cache from SNAPSHOT, copying the source's network and engine settings."""
     _timeout(timeout)
@@ -147,7 +161,7 @@ def restore(
         tls=tls,
     )
     client = aws_client(settings, "elasticache")
-    snap = get_snapshot(client, snapshot)
+    snap = get_snapshot(client, snapshot, _kind(serverless))
     if target == snap.cache:
         raise UsageError(f"--target {target} is the snapshot's own cache", "restore to a NEW name")
     ops.check_target_free(client, target)  # refused (exit 5) before anything is created
@@ -182,13 +196,14 @@ def delete(
     settings: Settings,
     snapshot: Annotated[str, typer.Argument(help="Snapshot name.")],
     yes: Annotated[bool, typer.Option("--yes", help="Really delete it.")] = False,
+    serverless: Kind = None,
 ) -> None:
     """Delete SNAPSHOT (needs --yes; without it, says what would be deleted)."""
     from closeup_ops.connect.aws import aws_client
     from closeup_ops.ops.aws import snapshots as ops
 
     client = aws_client(settings, "elasticache")
-    snap = ops.get_snapshot(client, snapshot)
+    snap = ops.get_snapshot(client, snapshot, _kind(serverless))
     what = (
         f"{snap.kind} snapshot {snap.name} of {snap.cache or '?'} "
         f"(status {snap.status}, created {snap.created or '?'})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from helpers import aws as aws_helpers
-from helpers.aws import not_found, stubbed
+from helpers.aws import stubbed
 
 from closeup_ops import audit
 
@@ -129,7 +129,7 @@ def _serverless_create(stub):
 
 
 def _poll(stub, status):
-    not_found(stub, "describe_snapshots", "SnapshotNotFoundFault", {"SnapshotName": "s1"})
+    # the wait knows the snapshot is serverless: one Describe call per poll
     stub.add_response(
         "describe_serverless_cache_snapshots",
         {"ServerlessCacheSnapshots": [_snap(status)]},
@@ -185,3 +185,68 @@ def test_quota_exceeded_exits_5(cli, aws_env, monkeypatch):
     with stub:
         r = cli("snapshot", "create", "--cache", "sv", "--name", "s1")
     assert r.code == 5 and "quota" in r.err.lower()
+
+
+def _both_named_s1(stub) -> None:
+    """A node snapshot and a serverless snapshot both called s1 (separate namespaces)."""
+    node = {
+        "SnapshotName": "s1",
+        "ReplicationGroupId": "demo",
+        "SnapshotStatus": "available",
+        "ARN": "arn:aws:elasticache:us-east-1:123456789012:snapshot:s1",
+    }
+    stub.add_response("describe_snapshots", {"Snapshots": [node]}, {"SnapshotName": "s1"})
+    stub.add_response(
+        "describe_serverless_cache_snapshots",
+        {"ServerlessCacheSnapshots": [_snap("available")]},
+        {"ServerlessCacheSnapshotName": "s1"},
+    )
+
+
+def test_delete_refuses_a_name_both_kinds_share(cli, aws_env, monkeypatch, tmp_path):
+    ec, stub = stubbed("elasticache")
+    _both_named_s1(stub)
+    _patch(monkeypatch, ec)
+    with stub:  # no Delete* call is stubbed: one would fail the test
+        r = cli("snapshot", "delete", "s1", "--yes")
+    stub.assert_no_pending_responses()
+    assert r.code == 2, r.err
+    assert len(r.err_lines) == 1 and "--serverless" in r.err and "--node" in r.err
+    assert "of demo" in r.err and "of sv" in r.err
+    assert entries(tmp_path) == []
+
+
+def test_delete_the_serverless_one_when_asked(cli, aws_env, monkeypatch, tmp_path):
+    ec, stub = stubbed("elasticache")
+    stub.add_response(
+        "describe_serverless_cache_snapshots",
+        {"ServerlessCacheSnapshots": [_snap("available")]},
+        {"ServerlessCacheSnapshotName": "s1"},
+    )
+    stub.add_response(
+        "delete_serverless_cache_snapshot",
+        {"ServerlessCacheSnapshot": _snap("deleting")},
+        {"ServerlessCacheSnapshotName": "s1"},
+    )
+    _patch(monkeypatch, ec)
+    with stub:
+        r = cli("snapshot", "delete", "s1", "--serverless", "--yes", "--json")
+    stub.assert_no_pending_responses()
+    assert r.code == 0, r.err
+    assert r.json()["kind"] == "serverless" and entries(tmp_path)[-1]["kind"] == "serverless"
+
+
+def test_delete_the_node_one_when_asked(cli, aws_env, monkeypatch):
+    ec, stub = stubbed("elasticache")
+    node = {"SnapshotName": "s1", "ReplicationGroupId": "demo", "SnapshotStatus": "available"}
+    stub.add_response("describe_snapshots", {"Snapshots": [node]}, {"SnapshotName": "s1"})
+    stub.add_response(
+        "delete_snapshot",
+        {"Snapshot": dict(node, SnapshotStatus="deleting")},
+        {"SnapshotName": "s1"},
+    )
+    _patch(monkeypatch, ec)
+    with stub:
+        r = cli("snapshot", "delete", "s1", "--node", "--yes", "--json")
+    stub.assert_no_pending_responses()
+    assert r.code == 0, r.err and r.json()["kind"] == "replication-group"

@@ -21,7 +21,7 @@ from closeup_ops.connect.aws import (
     optional_serverless,
     pages,
 )
-from closeup_ops.errors import AwsResourceError
+from closeup_ops.errors import AwsResourceError, UsageError
 
 DONE = "available"
 # A snapshot that fails, or is deleted while we wait ("deleting", then gone), never becomes
@@ -155,29 +155,54 @@ def _code(exc: BaseException) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
 
-def get_snapshot(client: Any, name: str) -> SnapshotInfo:
-    """The snapshot called `name`, node-based or serverless; exit 5 when there is none."""
+NODE = "node"  # get_snapshot(kind=...): a replication group's or cache cluster's snapshot
+
+
+def _node_snapshot(client: Any, name: str) -> SnapshotInfo | None:
     try:
         found = client.describe_snapshots(SnapshotName=name).get("Snapshots") or []
-        if found:
-            return from_node_snapshot(found[0])
     except Exception as exc:
         if "NotFound" not in _code(exc):
             raise
+        return None
+    return from_node_snapshot(found[0]) if found else None
+
+
+def _serverless_snapshot(client: Any, name: str) -> SnapshotInfo | None:
     try:
         found = optional_serverless(
             client.describe_serverless_cache_snapshots,
             "ServerlessCacheSnapshots",
             ServerlessCacheSnapshotName=name,
         )
-        if found:
-            return from_serverless_snapshot(found[0])
     except Exception as exc:
         if "NotFound" not in _code(exc):
             raise
-    raise AwsResourceError(
-        f"snapshot {name!r} not found", "list them with `closeup-ops snapshot list`"
-    )
+        return None
+    return from_serverless_snapshot(found[0]) if found else None
+
+
+def get_snapshot(client: Any, name: str, kind: str | None = None) -> SnapshotInfo:
+    """The snapshot called `name`: node-based (kind "node"), serverless ("serverless"), or
+    either (None). The two kinds live in separate namespaces, so one name can be both: then
+    it is refused (exit 2) rather than guessed. None at all: exit 5."""
+    node = _node_snapshot(client, name) if kind in (None, NODE) else None
+    serverless = _serverless_snapshot(client, name) if kind in (None, SERVERLESS) else None
+    if node is not None and serverless is not None:
+        raise UsageError(
+            f"{name!r} is both a node-based snapshot (of {node.cache or '?'}) and a "
+            f"serverless snapshot (of {serverless.cache or '?'})",
+            "say which with --node or --serverless",
+        )
+    found = node or serverless
+    if found is None:
+        what = {NODE: "node-based snapshot", SERVERLESS: "serverless snapshot"}.get(
+            kind or "", "snapshot"
+        )
+        raise AwsResourceError(
+            f"{what} {name!r} not found", "list them with `closeup-ops snapshot list`"
+        )
+    return found
 
 
 def create_snapshot(client: Any, cache: CacheRef, name: str) -> SnapshotInfo:
@@ -238,7 +263,8 @@ def wait_snapshot(
             snap = pending.pop()
         else:
             try:
-                snap = get_snapshot(client, snapshot.name)
+                kind = SERVERLESS if snapshot.kind == SERVERLESS else NODE
+                snap = get_snapshot(client, snapshot.name, kind)
             except AwsResourceError:  # deleted while we waited
                 return "deleted", None
         return snap.status.lower(), snap

@@ -97,7 +97,7 @@ def _serverless_snap(status: str) -> dict:
 
 
 def _poll(stub, status: str) -> None:
-    not_found(stub, "describe_snapshots", "SnapshotNotFoundFault", {"SnapshotName": "s1"})
+    # the wait knows the snapshot is serverless: one Describe call per poll
     stub.add_response(
         "describe_serverless_cache_snapshots",
         {"ServerlessCacheSnapshots": [_serverless_snap(status)]},
