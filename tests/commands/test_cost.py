@@ -492,3 +492,35 @@ def test_unknown_cache_exit_5_in_one_line(cli, moto_world):
     # (moto in-process has no serverless APIs: the tool warns about that once)
     errors = [line for line in r.err_lines if "error:" in line]
     assert len(errors) == 1 and "cache 'nope' not found" in errors[0]
+
+
+def test_unreachable_cache_skips_the_sample_not_the_report(
+    cli, cw_moto, fixed_clock, monkeypatch, tmp_path
+):
+    from closeup_ops.local.servers import free_port
+
+    put_hourly([{"Name": "clusterId", "Value": "demo"}], "BytesUsedForCache", {1: [GIB]})
+    ec, ec_stub = stubbed("elasticache")
+    serverless_cache(ec_stub, "demo", "valkey")
+    clients(monkeypatch, ec)
+    price_file = tmp_path / "p.json"
+    price_file.write_text(json.dumps({"as_of": "x", "regions": {}}))
+    env = {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(free_port()), "REDIS_TIMEOUT": "2"}
+    with ec_stub:
+        r = cli(
+            "cost",
+            "--cache",
+            "demo",
+            "--since",
+            "2h",
+            "--keys",
+            "--price-file",
+            str(price_file),
+            env=env,
+        )
+    assert r.code == 0, r.err
+    assert (
+        f"Keys without TTL: skipped: connection to 127.0.0.1:{env['REDIS_PORT']} refused" in r.out
+    )
+    # no price at all for the region: both lines named, nothing totalled
+    assert "left out: no serverless GB-hour price for valkey in us-east-1" in r.out
