@@ -1,5 +1,6 @@
-"""`closeup-ops tunnel`: an SSH forward through the bastion to the cache (every node in
-cluster mode), held until Ctrl-C; or, with `-- CMD ARGS`, for CMD's run only."""
+"""`closeup-ops tunnel`: the cache through the bastion on local ports any client can use
+(a plain forward for a plain standalone cache; the node-rewriting proxy for cluster mode
+and TLS), held until Ctrl-C; or, with `-- CMD ARGS`, for CMD's run only."""
 
 # No `from __future__ import annotations`: options.with_settings re-signs this function and
 # typer must see the Annotated objects themselves, not strings.
@@ -21,10 +22,12 @@ class TunnelInfo:
     bastion: str
     engine: str
     cluster: bool
-    tls: bool
+    tls: bool  # to the cache; the local side is always plain TCP
     tls_server_name: str | None
+    proxied: bool
     exports: dict[str, str]
     nodes: list[dict[str, str]] = field(default_factory=list)
+    hint: str | None = None
 
 
 @with_settings(REDIS)
@@ -33,7 +36,8 @@ def tunnel(
     command: Annotated[
         Optional[list[str]],
         typer.Argument(
-            help="After `--`: a command to run with REDIS_HOST/REDIS_PORT pointed at the tunnel; "
+            help="After `--`: a command to run with REDIS_HOST/REDIS_PORT/REDIS_URL pointed at "
+            "the tunnel; "
             "its exit code is returned and the tunnel closed.",
             show_default=False,
             metavar="[-- CMD ARGS...]",
@@ -57,6 +61,23 @@ def tunnel(
             show_default=False,
         ),
     ] = None,
+    bind: Annotated[
+        str,
+        typer.Option(
+            "--bind",
+            help="Local address to listen on (default 127.0.0.1; another one needs "
+            "--allow-remote-bind).",
+            metavar="ADDRESS",
+        ),
+    ] = "127.0.0.1",
+    allow_remote_bind: Annotated[
+        bool,
+        typer.Option(
+            "--allow-remote-bind",
+            help="Allow a non-loopback --bind: anyone who reaches it uses the cache "
+            "without TLS or a password.",
+        ),
+    ] = False,
     accept_new_host_key: Annotated[
         bool,
         typer.Option(
@@ -69,10 +90,15 @@ def tunnel(
     """SSH tunnel through the bastion to the cache; prints the export lines; Ctrl-C closes."""
     if local_port is not None and not 1 <= local_port <= 65535:
         raise UsageError(f"--local-port {local_port} is not valid", "use 1 to 65535")
+    _check_bind(bind, allow_remote_bind)
     from closeup_ops.connect.tunnel.session import open_tunnel
 
     tun = open_tunnel(
-        settings, local_port=local_port, known_hosts=known_hosts, accept_new=accept_new_host_key
+        settings,
+        local_port=local_port,
+        known_hosts=known_hosts,
+        accept_new=accept_new_host_key,
+        bind=bind,
     )
     try:
         info = describe(tun)
@@ -84,38 +110,58 @@ def tunnel(
         tun.close()
 
 
-def describe(tun) -> TunnelInfo:
-    from closeup_ops.connect.tunnel.session import exports
+def _check_bind(bind: str, allowed: bool) -> None:
+    from closeup_ops.connect.tunnel.nodes import is_loopback
 
-    local = tun.local_settings
+    if is_loopback(bind):
+        return
+    if not allowed:
+        raise UsageError(
+            f"--bind {bind} would let other machines use the cache through this tunnel "
+            "(plain TCP, no password needed)",
+            "leave --bind out (127.0.0.1), or add --allow-remote-bind if you really mean it",
+        )
+    output.warn(
+        f"WARNING: listening on {bind}: anyone who can reach this address uses the cache "
+        "without TLS and without a password"
+    )
+
+
+def describe(tun) -> TunnelInfo:
+    from closeup_ops.connect.tunnel.session import CLUSTER_HINT, exports
+
+    s = tun.settings
     return TunnelInfo(
-        local=tun.entry.local,
-        remote=tun.entry.remote,
+        local=tun.local,
+        remote=tun.remote,
         bastion=tun.bastion.where,
         engine=tun.engine.name,
         cluster=tun.cluster,
-        tls=local.use_tls,
-        tls_server_name=local.server_name if local.use_tls else None,
+        tls=s.use_tls,
+        tls_server_name=(s.tls_server_name or s.host) if s.use_tls else None,
+        proxied=tun.proxied,
         exports=exports(tun),
-        nodes=[{"node": f.remote, "local": f.local} for f in tun.forwards] if tun.cluster else [],
+        nodes=[{"node": n, "local": lo} for n, lo in tun.nodes()] if tun.proxied else [],
+        hint=CLUSTER_HINT if tun.cluster else None,
     )
 
 
 def _show(info: TunnelInfo) -> None:
     output.line(f"tunnel open: {info.local} -> {info.remote} via {info.bastion}")
     if info.tls:
-        output.line(f"TLS is verified against {info.tls_server_name} (not 127.0.0.1)")
-    if info.nodes:
-        output.table(
-            ["cluster node", "local forward"],
-            [[n["node"], n["local"]] for n in info.nodes],
-            title=f"cluster: {len(info.nodes)} node(s) mapped",
-        )
         output.line(
-            "closeup-ops commands remap these addresses (run them with "
-            "`closeup-ops tunnel -- CMD` or --via-bastion); other cluster clients "
-            "need the same mapping"
+            f"TLS to the cache is verified against {info.tls_server_name} (each node's own "
+            "name in cluster mode); the local side is plain TCP on loopback"
         )
+    if len(info.nodes) > 1:
+        output.table(
+            ["cache node", "local endpoint"],
+            [[n["node"], n["local"]] for n in info.nodes],
+            title=f"cluster: {len(info.nodes)} node(s); their addresses are rewritten "
+            "to these in every reply and redirect",
+        )
+    if info.hint:
+        output.line(info.hint)
     output.line("export " + " ".join(f"{k}={v}" for k, v in info.exports.items()))
     output.info("Ctrl-C closes the tunnel")
 
@@ -144,8 +190,10 @@ def _hold(tun, info: TunnelInfo) -> None:
 def _run_child(tun, command: list[str]) -> int:
     import subprocess
 
-    from closeup_ops.connect.tunnel.session import child_env
+    from closeup_ops.connect.tunnel.session import CLUSTER_HINT, child_env
 
+    if tun.cluster:
+        output.info(CLUSTER_HINT)  # stderr: the child owns stdout
     try:
         proc = subprocess.Popen(command, env=child_env(tun))
     except FileNotFoundError:

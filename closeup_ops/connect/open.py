@@ -17,8 +17,10 @@ def open_redis(settings: Settings) -> Iterator[RedisTarget]:
     if settings.via_bastion:
         from closeup_ops.connect.tunnel.session import tunnelled
 
-        with tunnelled(settings) as (local_settings, remap):
-            target = connect(local_settings, address_remap=remap)
+        with tunnelled(settings) as (local_settings, _):
+            # The tunnel's proxy rewrites node addresses and speaks TLS to the cache.
+            target = connect(local_settings)
+            target.tls = settings.use_tls  # what the cache connection is, for reports
             try:
                 yield target
             finally:

@@ -166,11 +166,6 @@ def connect(
             probe.close()
         if cluster:
             _refuse_db_in_cluster(settings)
-            if address_remap is None:
-                # a child of `closeup-ops tunnel -- CMD`: the tunnel hands down its node map
-                from closeup_ops.connect.tunnel.nodes import remap_from_env
-
-                address_remap = remap_from_env()
             client = _cluster(settings, kwargs, address_remap)
         else:
             client = _standalone(settings, kwargs, db=settings.db)

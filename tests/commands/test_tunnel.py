@@ -22,7 +22,7 @@ from closeup_ops.local.servers import free_port, start_redis
 PRINT_ENV = (
     "import os, sys; open(sys.argv[1], 'w').write(' '.join(f'{k}={os.environ.get(k)}' "
     "for k in ('REDIS_HOST','REDIS_PORT','REDIS_TLS','REDIS_TLS_SERVER_NAME',"
-    "'REDIS_CLUSTER'))); sys.exit(7)"
+    "'REDIS_CLUSTER','REDIS_URL','REDIS_PASSWORD'))); sys.exit(7)"
 )
 
 
@@ -57,8 +57,10 @@ def test_tunnel_runs_command_with_env_and_returns_its_exit_code(cli, redis_plain
         env=env_for(redis_plain, sshd),
     )
     assert r.code == 7, r.err
-    out = (tmp_path / "env").read_text()
-    assert "REDIS_HOST=127.0.0.1" in out and "REDIS_TLS=None" in out
+    out = dict(item.split("=", 1) for item in (tmp_path / "env").read_text().split())
+    assert out["REDIS_HOST"] == "127.0.0.1" and out["REDIS_TLS"] == "false"
+    assert out["REDIS_URL"] == f"redis://127.0.0.1:{out['REDIS_PORT']}"
+    assert out["REDIS_CLUSTER"] == "None"  # a standalone cache
 
 
 def test_tunnel_runs_closeup_ops_through_it(cli, redis_plain, sshd, tmp_path):
@@ -142,7 +144,11 @@ def test_tls_through_tunnel_verifies_the_endpoint_name(cli, redis_tls, tls_files
     assert r.json()["tls"] is True
     r = cli("tunnel", "--", sys.executable, "-c", PRINT_ENV, str(tmp_path / "env"), env=env)
     assert r.code == 7
-    assert "REDIS_TLS=true REDIS_TLS_SERVER_NAME=localhost" in (tmp_path / "env").read_text()
+    # The tunnel speaks TLS to the cache; the child gets the plain local side.
+    out = (tmp_path / "env").read_text()
+    assert "REDIS_TLS=false REDIS_TLS_SERVER_NAME=None" in out
+    port = out.split("REDIS_PORT=")[1].split()[0]
+    assert f"REDIS_URL=redis://127.0.0.1:{port}" in out
 
 
 def test_tls_wrong_name_fails_through_tunnel(cli, redis_tls, tls_files, sshd):
@@ -197,15 +203,19 @@ def test_cluster_keys_in_every_slot_range_and_moved(redis_cluster, sshd, monkeyp
         monkeypatch.setenv(key, value)
     settings = load({"via_bastion": True})
     keys = [f"t5:tunnel:{i}" for i in range(60)]
-    with tunnelled(settings) as (local, remap):
-        assert local.host == "127.0.0.1" and remap is not None
-        target = connect(local, address_remap=remap)
+    node_ports = {n.port for n in redis_cluster.nodes}
+    with tunnelled(settings) as (local, _):
+        assert local.host == "127.0.0.1" and local.cluster is True
+        target = connect(local)  # a cluster client from the settings alone: no remap
         try:
             for key in keys:
                 target.client.set(key, key, ex=120)
             assert [target.client.get(k) for k in keys] == [k.encode() for k in keys]
-            # MOVED: ask the entry node for a key it does not own; the redirect names a
-            # node address, which the remap turns into a local forward.
+            # Every node the client was handed is a local listener, not a cache address.
+            seen = {(n.host, n.port) for n in target.client.get_nodes()}
+            assert all(h == "127.0.0.1" and p not in node_ports for h, p in seen), seen
+            # MOVED: ask the entry listener for a key its node does not own; the redirect
+            # names another local listener, which serves it.
             plain = redis.Redis(host=local.host, port=local.port)
             redirected = 0
             for key in keys:
@@ -213,9 +223,8 @@ def test_cluster_keys_in_every_slot_range_and_moved(redis_cluster, sshd, monkeyp
                     assert plain.get(key) == key.encode()
                 except redis.ResponseError as exc:
                     host, port = str(exc).split()[-1].rsplit(":", 1)
-                    mapped = remap((host, int(port)))
-                    assert mapped[0] == "127.0.0.1" and mapped != (host, int(port))
-                    assert redis.Redis(host=mapped[0], port=mapped[1]).get(key) == key.encode()
+                    assert host == "127.0.0.1" and int(port) not in node_ports, str(exc)
+                    assert redis.Redis(host=host, port=int(port)).get(key) == key.encode()
                     redirected += 1
             assert redirected > 0
             plain.close()

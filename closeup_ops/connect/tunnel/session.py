@@ -1,15 +1,17 @@
-"""SSH local forwards through the bastion, for `closeup-ops tunnel` and `--via-bastion`.
+"""The tunnel through the bastion, for `closeup-ops tunnel` and `--via-bastion`.
 
-Two parts. paramiko checks the bastion first (host key against known_hosts, our key, that
-it forwards to the cache: bastion.py), because it says exactly what is wrong. The bytes
-then flow through an OpenSSH `ssh -N -L` child pinned to the host key paramiko verified, or
-a tuned paramiko forwarder where `ssh` is missing (engines.py): measured against
-sshtunnel and paramiko, OpenSSH is the one that meets the latency and throughput targets
-with room to spare (benchmarks/RESULTS.md, "tunnel").
+paramiko checks the bastion first (host key against known_hosts, our key, that it
+forwards to the cache: bastion.py), because it says exactly what is wrong. The bytes then
+flow through an OpenSSH child pinned to the host key paramiko verified, or a tuned paramiko
+forwarder where `ssh` is missing (engines.py; numbers in benchmarks/RESULTS.md, "tunnel").
 
-Cluster mode: the first forward reaches the entry endpoint; CLUSTER SLOTS through it names
-every node; each gets a forward and redis-py's address_remap maps node addresses to them.
-TLS: we dial 127.0.0.1 but verify the certificate against the real endpoint name.
+Two shapes:
+- a plain (no TLS) standalone cache gets a plain forward (`ssh -L`), as fast as ssh;
+- a cluster-mode cache (detected, or serverless by name) or any TLS cache gets the proxy
+  (proxy.py): local plain-TCP listeners on loopback, one per node, every node address in
+  CLUSTER SLOTS/SHARDS/NODES and MOVED/ASK rewritten to them, TLS verified against the real
+  names and AUTH (password or a fresh IAM token) done upstream. Any RESP client works
+  unchanged. Its upstream connections are dialled through the engine (dial.py).
 """
 
 from __future__ import annotations
@@ -25,89 +27,194 @@ from typing import Any
 from closeup_ops import errors, output
 from closeup_ops.connect.tunnel.bastion import Bastion, bastion_from, check
 from closeup_ops.connect.tunnel.engines import make_engine, port_free
-from closeup_ops.connect.tunnel.nodes import LOCAL, Forward, discover_nodes, remapper
+from closeup_ops.connect.tunnel.nodes import LOCAL, Forward, client_host
 from closeup_ops.errors import ConnectError, OpsError, UsageError
 from closeup_ops.local.servers import free_port  # never 6379
 from closeup_ops.settings import Settings
 
 BACKOFF = (0.5, 1, 2, 4, 8, 15, 30)
+CLUSTER_HINT = "cluster mode: use a cluster client (redis-cli -c, RedisCluster, ...)"
+# What a child of `tunnel -- CMD` must not inherit when the tunnel speaks TLS and AUTH
+# upstream for it: the local side is plain TCP with no credentials needed.
+UPSTREAM_ONLY = (
+    "REDIS_PASSWORD",
+    "REDIS_USERNAME",
+    "REDIS_IAM_AUTH",
+    "REDIS_CA_CERT",
+    "REDIS_TLS_SERVER_NAME",
+)
 
 
 @dataclass
 class Tunnel:
-    """Forwards through the bastion to the cache (and every cluster node)."""
+    """A plain forward (standalone, no TLS) or the proxy (cluster mode or TLS)."""
 
     settings: Settings
     bastion: Bastion
     local_port: int
     announce: Callable[[str], None] = output.info
-    forwards: list[Forward] = field(default_factory=list)
+    bind: str = LOCAL
+    forwards: list[Forward] = field(default_factory=list)  # the plain forward, if any
     cluster: bool = False
-    engine: Any = None  # ops.forward_engines: OpenSshForwards or ParamikoForwards
+    proxy: Any = None  # connect.tunnel.proxy.NodeProxy when proxied
+    engine: Any = None  # engines.OpenSshForwards or engines.ParamikoForwards
     reconnects: int = 0
+    announce_nodes: bool = True  # say each node the proxy starts serving after open()
+    opened: bool = False
     # Set by close(): a reconnect in another thread (the --via-bastion watcher) stops
     # waiting and starts nothing more.
     closing: threading.Event = field(default_factory=threading.Event)
 
     @property
-    def entry(self) -> Forward:
-        return self.forwards[0]
+    def proxied(self) -> bool:
+        return self.proxy is not None
+
+    @property
+    def host(self) -> str:
+        """The address a local client dials."""
+        return client_host(self.bind)
+
+    @property
+    def local(self) -> str:
+        return f"{self.host}:{self.local_port}"
+
+    @property
+    def remote(self) -> str:
+        return self.settings.endpoint
+
+    def nodes(self) -> list[tuple[str, str]]:
+        """(cache node, local endpoint) for every node the proxy serves so far."""
+        if self.proxy is None:
+            return [(f.remote, f.local) for f in self.forwards]
+        return [
+            (f"{host}:{port}", f"{self.host}:{local}")
+            for (host, port), local in sorted(self.proxy.nodes().items(), key=lambda kv: kv[1])
+        ]
 
     @property
     def local_settings(self) -> Settings:
+        """Settings that reach the cache through this tunnel (plain TCP to loopback; behind
+        the proxy without credentials: it authenticates upstream)."""
         s = self.settings
-        return s.with_(
-            host=LOCAL,
-            port=self.entry.local_port,
-            tls=s.use_tls,
-            tls_server_name=s.server_name if s.use_tls else s.tls_server_name,
-            # After open(): what CLUSTER SLOTS said, unless the user forced cluster mode.
-            cluster=bool(self.cluster or s.cluster),
+        local = s.with_(
+            host=self.host,
+            port=self.local_port,
+            cluster=self.cluster,
             via_bastion=False,
         )
-
-    def remap(self) -> Callable[[tuple[str, int]], tuple[str, int]] | None:
-        return remapper(self.forwards) if self.cluster else None
+        if not self.proxied:
+            return local
+        return local.with_(
+            tls=False,
+            tls_server_name=None,
+            ca_cert=None,
+            insecure=False,
+            username=None,
+            password=None,
+            iam_auth=False,
+        )
 
     def open(self, host_key: Any) -> Tunnel:
-        """Start the forwards with the host key `check` verified."""
+        """Start the engine with the host key `check` verified, then the plain forward or
+        the proxy."""
         s = self.settings
-        self.forwards = [Forward(s.host, s.port, self.local_port)]
-        self.engine = make_engine(self.bastion, host_key, self.forwards)
+        cluster = s.cluster if s.cluster is not None else (True if s.serverless else None)
+        proxied = s.use_tls or cluster is True
+        entry = Forward(s.host, s.port, self.local_port, self.bind)
+        # A likely plain standalone cache gets its -L at once (no restart when it is one).
+        self.forwards = [] if proxied else [entry]
+        self.engine = make_engine(self.bastion, host_key, self.forwards, dynamic=True)
         self.engine.start()
-        if s.cluster is not False:
-            self._add_cluster_nodes()
+        rewrite = False  # cluster mode unknown (no credentials to ask): rewrite if it is
+        if cluster is None or proxied:
+            # Through the dialer: says a wrong password or certificate now, and whether
+            # the cache runs in cluster mode when the settings do not say.
+            detected = self._ask_cache(ask_cluster=cluster is None)
+            rewrite = detected is None and proxied
+            cluster = cluster if cluster is not None else detected
+        self.cluster = bool(cluster)
+        if self.cluster and not proxied:
+            self.forwards = []
+            self.engine.set_forwards([])  # frees the local port for the proxy
+        if self.cluster or proxied:
+            self._start_proxy(rewrite)
+        self.opened = True
         return self
 
-    def _add_cluster_nodes(self) -> None:
+    def _ask_cache(self, ask_cluster: bool) -> bool | None:
+        """Connect through the dialer as a client would; True when in cluster mode, None
+        when the cache wants AUTH and the tunnel has no credentials (the client's job)."""
         import redis
 
         from closeup_ops.connect.redis import connection_kwargs
+        from closeup_ops.connect.tunnel.dial import dialed_connection
 
-        local = self.local_settings
-        kwargs = connection_kwargs(local)
-        kwargs.setdefault("connection_class", redis.Connection)
-        pool = redis.ConnectionPool(host=LOCAL, port=self.entry.local_port, **kwargs)
-        client = redis.Redis(connection_pool=pool)
+        s = self.settings
+        kwargs = connection_kwargs(s)
+        base = kwargs.pop("connection_class", redis.Connection)
+        kwargs["connection_class"] = dialed_connection(base, self.engine.dialer())
+        client = redis.Redis(
+            connection_pool=redis.ConnectionPool(host=s.host, port=s.port, **kwargs)
+        )
         try:
-            nodes = discover_nodes(client, (self.settings.host, self.settings.port))
+            if not ask_cluster:
+                client.ping()
+                return False
+            try:
+                client.execute_command("CLUSTER", "SLOTS")
+            except redis.ResponseError as exc:
+                if "cluster support disabled" in str(exc).lower():
+                    return False
+                raise
+            return True
+        except redis.AuthenticationError as exc:
+            if s.password or s.iam_auth:
+                raise errors.classify(exc, f"{s.endpoint} (through the tunnel)") from None
+            self.announce(
+                f"{s.endpoint} wants AUTH and the tunnel has no credentials: your client "
+                "must send them (or set REDIS_PASSWORD for the tunnel)"
+            )
+            return None
         except redis.RedisError as exc:
-            raise errors.classify(exc, f"{self.settings.endpoint} (through the tunnel)") from None
+            raise errors.classify(exc, f"{s.endpoint} (through the tunnel)") from None
         finally:
             client.close()
-        if nodes is None:
-            return
-        self.cluster = True
-        known = {(f.remote_host, f.remote_port) for f in self.forwards}
-        for host, port in nodes:
-            if (host, port) not in known:
-                self.forwards.append(Forward(host, port, free_port()))
-                known.add((host, port))
-        if len(self.forwards) > 1:
-            assert self.engine is not None
-            self.engine.stop()
-            self.engine.forwards = list(self.forwards)
-            self.engine.start()
+
+    def _start_proxy(self, rewrite: bool = False) -> None:
+        from closeup_ops.connect.tunnel.proxy import NodeProxy
+
+        s = self.settings
+        self.proxy = NodeProxy(
+            self.engine.dialer(),
+            upstream_for(s),
+            cluster=self.cluster or rewrite,
+            bind=self.bind,
+            announce=self._node_added,
+        )
+        self.proxy.start()
+        self.local_port = self.proxy.add(s.host, s.port, self.local_port)
+        if self.cluster:
+            self._learn_nodes()
+
+    def _node_added(self, text: str) -> None:
+        """The proxy serves a node it had not seen (failover, resharding, a new replica)."""
+        if self.opened and self.announce_nodes:
+            self.announce(f"new cache node: {text}")
+
+    def _learn_nodes(self) -> None:
+        """Ask for the topology through the proxy once: it opens a listener per node, so the
+        table shows them all and a client's first redirect finds them ready."""
+        import redis
+
+        client = redis.Redis(
+            host=self.host, port=self.local_port, socket_timeout=self.settings.timeout + 5
+        )
+        try:
+            client.execute_command("CLUSTER", "SLOTS")
+        except redis.RedisError as exc:
+            raise errors.classify(exc, f"{self.remote} (through the tunnel)") from None
+        finally:
+            client.close()
 
     def check_alive(self) -> None:
         """Reconnect with backoff if the SSH session dropped; raise only on a fatal error
@@ -134,35 +241,73 @@ class Tunnel:
             if self.closing.is_set():
                 engine.stop()
                 return
+            if self.proxy is not None:
+                self.proxy.set_dial(engine.dialer())
             self.reconnects += 1
             self.announce(
                 f"tunnel is back after {time.monotonic() - started:.1f} s "
-                f"({len(self.forwards)} forward(s) on the same local ports)"
+                f"({len(self.nodes())} local endpoint(s) on the same ports)"
             )
             return
 
     def close(self) -> None:
         self.closing.set()
+        if self.proxy is not None:
+            self.proxy.close()
         if self.engine is not None:
             self.engine.close()
             self.engine = None
 
 
+def upstream_for(settings: Settings) -> Any:
+    """How the proxy reaches the cache: TLS per the settings, AUTH with the settings' user
+    and password, or a fresh IAM token per upstream connection."""
+    from closeup_ops.connect.tunnel.proxy import Upstream
+
+    if settings.iam_auth:
+
+        def password() -> str | None:
+            from closeup_ops.connect.iam import iam_token
+
+            return iam_token(settings)
+
+    else:
+        secret = settings.password
+
+        def password() -> str | None:
+            return secret.reveal() if secret else None
+
+    return Upstream(
+        tls=settings.use_tls,
+        server_name=settings.tls_server_name,
+        ca_cert=settings.ca_cert,
+        insecure=settings.insecure,
+        username=settings.username,
+        password=password,
+        timeout=settings.timeout,
+    )
+
+
 def choose_local_port(
-    settings: Settings, requested: int | None, announce: Callable[[str], None]
+    settings: Settings,
+    requested: int | None,
+    announce: Callable[[str], None],
+    bind: str = LOCAL,
 ) -> int:
     """--local-port if given (must be free), else the cache port, else a free one (said)."""
     if requested is not None:
-        if not port_free(requested):
+        if not port_free(requested, bind):
             raise UsageError(
                 f"local port {requested} is already in use",
                 "pass another --local-port, or leave it out to get a free one",
             )
         return requested
-    if port_free(settings.port):
+    if port_free(settings.port, bind):
         return settings.port
-    port = free_port()
-    announce(f"local port {settings.port} is in use; the tunnel listens on {LOCAL}:{port}")
+    port = free_port(bind)
+    announce(
+        f"local port {settings.port} is in use; the tunnel listens on {client_host(bind)}:{port}"
+    )
     return port
 
 
@@ -173,15 +318,17 @@ def open_tunnel(
     known_hosts: str | None = None,
     accept_new: bool = False,
     announce: Callable[[str], None] = output.info,
+    bind: str = LOCAL,
+    announce_nodes: bool = True,
 ) -> Tunnel:
     bastion = bastion_from(settings, known_hosts, accept_new)
     errors.CONTEXT["bastion"] = bastion.where
     if local_port is not None:
-        choose_local_port(settings, local_port, announce)  # a taken --local-port fails now
+        choose_local_port(settings, local_port, announce, bind)  # a taken one fails now
     # The bastion first: its errors are the likely ones, and say nothing of local ports.
     host_key = check(bastion, probe=(settings.host, settings.port))
-    port = choose_local_port(settings, local_port, announce)
-    tunnel = Tunnel(settings, bastion, port, announce)
+    port = choose_local_port(settings, local_port, announce, bind)
+    tunnel = Tunnel(settings, bastion, port, announce, bind=bind, announce_nodes=announce_nodes)
     try:
         return tunnel.open(host_key)
     except BaseException:
@@ -208,38 +355,48 @@ class _Watcher(threading.Thread):
 
 @contextmanager
 def tunnelled(settings: Settings) -> Iterator[tuple[Settings, Any]]:
-    """A tunnel for one command's run: yields (settings pointing at it, address remap)."""
+    """A tunnel for one command's run: yields (settings pointing at it, None). The second
+    item was an address remap; the proxy rewrites node addresses itself now, so any client
+    built from the settings follows cluster redirects."""
     # Drops and reconnects are said on stderr (as warnings), --json or not.
-    tunnel = open_tunnel(settings, local_port=free_port(), announce=output.warn)
+    tunnel = open_tunnel(
+        settings, local_port=free_port(), announce=output.warn, announce_nodes=False
+    )
     watcher = _Watcher(tunnel)
     watcher.start()
     try:
-        yield tunnel.local_settings, tunnel.remap()
+        yield tunnel.local_settings, None
     finally:
         watcher.done.set()
         tunnel.close()
 
 
 def exports(tunnel: Tunnel) -> dict[str, str]:
-    """The REDIS_* variables that point a client at the tunnel (printed and given to CMD)."""
-    local = tunnel.local_settings
-    out = {"REDIS_HOST": LOCAL, "REDIS_PORT": str(local.port)}
-    if local.use_tls:  # 127.0.0.1 is not a serverless name: TLS must be said
-        out.update(REDIS_TLS="true", REDIS_TLS_SERVER_NAME=local.server_name)
+    """The REDIS_* variables that point a client at the tunnel (printed and given to CMD).
+    Never a password: behind the proxy the tunnel authenticates; through a plain forward
+    the app keeps its own."""
+    host, port = tunnel.host, tunnel.local_port
+    out = {
+        "REDIS_HOST": host,
+        "REDIS_PORT": str(port),
+        "REDIS_TLS": "false",  # the local side is plain TCP; TLS is the tunnel's business
+        "REDIS_URL": f"redis://{host}:{port}",
+    }
     if tunnel.cluster:
         out["REDIS_CLUSTER"] = "true"
     return out
 
 
 def child_env(tunnel: Tunnel, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for `tunnel -- CMD`: REDIS_* pointed at the tunnel, plus the node
-    address map for a closeup-ops child in cluster mode."""
-    from closeup_ops.connect.tunnel.nodes import ENV_MAP, encode_map
-
+    """The environment for `tunnel -- CMD`: REDIS_* pointed at the tunnel. Behind the proxy
+    the child needs no credentials or TLS settings (and gets none: the tunnel does both)."""
     env = dict(os.environ if base is None else base)
-    for var in ("BASTION_HOST", ENV_MAP):
-        env.pop(var, None)
+    env.pop("BASTION_HOST", None)
+    env.pop("CLOSEUP_OPS_ADDRESS_MAP", None)  # set by closeup-ops before the proxy existed
+    if tunnel.proxied:
+        for var in UPSTREAM_ONLY:
+            env.pop(var, None)
+        if tunnel.settings.iam_auth:
+            env["REDIS_IAM_AUTH"] = "false"  # beats a REDIS_IAM_AUTH=true in a .env file
     env.update(exports(tunnel))
-    if tunnel.cluster:
-        env[ENV_MAP] = encode_map(tunnel.forwards)
     return env

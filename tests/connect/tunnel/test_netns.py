@@ -15,14 +15,13 @@ from helpers.bastion import CLOSEUP_OPS, HeldTunnel
 from helpers.bastion import bastion_env as sshd_bastion_env
 from helpers.netns import CACHE_IP, CACHE_NAME, CLUSTER_PORTS, PLAIN_PORT, TLS_PORT
 
-# Run in the laptop namespace by `tunnel -- python -c CHILD`: a cluster client built from
-# the environment the tunnel hands its child, writing keys across every slot range.
+# Run in the laptop namespace by `tunnel -- python -c CHILD`: a plain redis-py cluster
+# client (no closeup-ops code) built from the environment the tunnel hands its child,
+# writing keys across every slot range.
 CHILD = """
 import os, sys
 from redis.cluster import RedisCluster
-from closeup_ops.connect.tunnel.nodes import remap_from_env
-client = RedisCluster(host=os.environ["REDIS_HOST"], port=int(os.environ["REDIS_PORT"]),
-                      address_remap=remap_from_env())
+client = RedisCluster(host=os.environ["REDIS_HOST"], port=int(os.environ["REDIS_PORT"]))
 keys = [f"t5:vpc:{i}" for i in range(60)]
 for key in keys:
     client.set(key, key, ex=120)
@@ -79,7 +78,13 @@ def test_tunnel_defaults_to_the_cache_port(vpc):
     env = bastion_env(vpc, REDIS_HOST=CACHE_NAME, REDIS_PORT=str(PLAIN_PORT))
     held = HeldTunnel(env, prefix=vpc.on_laptop())
     try:
-        assert held.doc["exports"] == {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(PLAIN_PORT)}
+        assert held.doc["exports"] == {
+            "REDIS_HOST": "127.0.0.1",
+            "REDIS_PORT": str(PLAIN_PORT),
+            "REDIS_TLS": "false",
+            "REDIS_URL": f"redis://127.0.0.1:{PLAIN_PORT}",
+        }
+        assert held.doc["proxied"] is False  # a plain standalone cache: a plain forward
         assert held.doc["remote"] == f"{CACHE_NAME}:{PLAIN_PORT}"
         probe = run_on_laptop(vpc, {}, "redis-cli", "-p", str(PLAIN_PORT), "PING")
         assert probe.stdout.strip() == "PONG"
@@ -92,8 +97,9 @@ def test_cluster_nodes_announce_private_addresses_and_are_remapped(vpc):
     held = HeldTunnel(env, prefix=vpc.on_laptop())
     try:
         doc = held.doc
-        assert doc["cluster"] is True
+        assert doc["cluster"] is True and doc["proxied"] is True
         assert {n["node"] for n in doc["nodes"]} == {f"{CACHE_IP}:{p}" for p in CLUSTER_PORTS}
+        assert all(n["local"].startswith("127.0.0.1:") for n in doc["nodes"])
     finally:
         assert held.interrupt() == 0
     r = run_on_laptop(vpc, env, CLOSEUP_OPS, "ping", "--via-bastion", "--json")

@@ -1,5 +1,5 @@
-"""Tunnel logic without a CLI: node discovery replies, the address map, host-key checks,
-local settings for TLS/serverless, and OpenSSH's messages."""
+"""Tunnel logic without a CLI: forwards and bind addresses, host-key checks, local settings
+and the child's environment for TLS/serverless, and OpenSSH's messages."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ import pytest
 from helpers.sshd import keygen
 
 from closeup_ops.connect.tunnel.bastion import Bastion, verify_host_key
-from closeup_ops.connect.tunnel.nodes import (
-    Forward,
-    decode_map,
-    encode_map,
-    nodes_from_slots,
-    remap_from_env,
-    remapper,
+from closeup_ops.connect.tunnel.nodes import Forward, client_host, is_loopback
+from closeup_ops.connect.tunnel.proxy import NodeProxy, Upstream
+from closeup_ops.connect.tunnel.session import (
+    Tunnel,
+    child_env,
+    choose_local_port,
+    exports,
+    upstream_for,
 )
-from closeup_ops.connect.tunnel.session import Tunnel, child_env, choose_local_port
 from closeup_ops.errors import AuthError, ConnectError, UsageError
 from closeup_ops.errors.ssh import map_ssh_stderr
 from closeup_ops.settings import Settings
@@ -27,37 +27,27 @@ from closeup_ops.settings import Settings
 SERVERLESS = "demo-du95w6.serverless.aps1.cache.amazonaws.com"
 
 
-def test_nodes_from_slots_primaries_replicas_and_blank_host():
-    reply = [
-        [0, 5460, [b"10.0.0.1", 6379, b"id1", {}], [b"10.0.0.4", 6379, b"id4", {}]],
-        [5461, 10922, [b"", 6380, b"id2", {}]],
-        [10923, 16383, ["10.0.0.3", 6379, "id3"], [b"10.0.0.1", 6379, b"id1", {}]],
-    ]
-    nodes = nodes_from_slots(reply, ("clustercfg.example", 6379))
-    assert nodes == [
-        ("10.0.0.1", 6379),
-        ("10.0.0.4", 6379),
-        ("clustercfg.example", 6380),
-        ("10.0.0.3", 6379),
-    ]
-
-
-def test_remap_and_env_round_trip():
-    forwards = [Forward("10.0.0.1", 6379, 40001), Forward("10.0.0.2", 6379, 40002)]
-    remap = remapper(forwards)
-    assert remap(("10.0.0.2", 6379)) == ("127.0.0.1", 40002)
-    assert remap((b"10.0.0.1", 6379)) == ("127.0.0.1", 40001)
-    assert remap(("10.9.9.9", 1)) == ("10.9.9.9", 1)
-    text = encode_map(forwards)
-    assert decode_map(text) == forwards
-    env_remap = remap_from_env({"CLOSEUP_OPS_ADDRESS_MAP": text})
-    assert env_remap(("10.0.0.1", 6379)) == ("127.0.0.1", 40001)
-    assert remap_from_env({}) is None
+@pytest.mark.parametrize(
+    ("bind", "loopback", "dial"),
+    [
+        ("127.0.0.1", True, "127.0.0.1"),
+        ("127.0.0.2", True, "127.0.0.2"),
+        ("::1", True, "::1"),
+        ("localhost", True, "127.0.0.1"),
+        ("0.0.0.0", False, "127.0.0.1"),
+        ("10.0.0.5", False, "10.0.0.5"),
+        ("my-laptop.local", False, "my-laptop.local"),
+    ],
+)
+def test_bind_addresses(bind, loopback, dial):
+    assert is_loopback(bind) is loopback
+    assert client_host(bind) == dial
 
 
 def test_ssh_spec_brackets_ipv6():
     assert Forward("fd00::5", 6379, 4000).ssh_spec() == "127.0.0.1:4000:[fd00::5]:6379"
     assert Forward("cache.x", 6379, 4000).ssh_spec() == "127.0.0.1:4000:cache.x:6379"
+    assert Forward("cache.x", 1, 2, bind="::1").ssh_spec() == "[::1]:2:cache.x:1"
 
 
 def bastion(tmp_path: Path, accept_new: bool = False) -> Bastion:
@@ -101,30 +91,78 @@ def test_changed_host_key_is_refused_even_with_accept_new(tmp_path):
     assert "CHANGED" in info.value.line() and "ssh-keygen -R" in info.value.line()
 
 
-def tunnel_for(settings: Settings, cluster: bool = False) -> Tunnel:
+def tunnel_for(settings: Settings, cluster: bool = False, proxied: bool = True) -> Tunnel:
     t = Tunnel(settings, bastion(Path("/nonexistent")), 40000, announce=lambda text: None)
-    t.forwards = [Forward(settings.host, settings.port, 40000)]
     t.cluster = cluster
+    if proxied:  # a real proxy object, never started: no listener, no thread
+        t.proxy = NodeProxy(lambda h, p: None, upstream_for(settings), cluster=cluster)
+    else:
+        t.forwards = [Forward(settings.host, settings.port, 40000)]
     return t
 
 
-def test_local_settings_for_serverless_keep_tls_name_and_cluster():
-    t = tunnel_for(Settings(host=SERVERLESS, port=6379, via_bastion=True), cluster=True)
+def test_serverless_local_side_is_plain_tcp_without_credentials():
+    from closeup_ops.settings import Secret
+
+    s = Settings(host=SERVERLESS, port=6379, username="app", password=Secret("pw-8f1"))
+    t = tunnel_for(s.with_(via_bastion=True), cluster=True)
     local = t.local_settings
     assert (local.host, local.port) == ("127.0.0.1", 40000)
-    assert local.use_tls and local.server_name == SERVERLESS
-    assert local.cluster is True and local.via_bastion is False
-    env = child_env(t, base={"BASTION_HOST": "b"})
-    assert env["REDIS_TLS_SERVER_NAME"] == SERVERLESS and env["REDIS_TLS"] == "true"
-    assert env["REDIS_CLUSTER"] == "true" and "BASTION_HOST" not in env
-    assert env["CLOSEUP_OPS_ADDRESS_MAP"] == f"{SERVERLESS}:6379=127.0.0.1:40000"
+    assert local.use_tls is False and local.password is None and local.username is None
+    assert local.cluster is True and local.via_bastion is False and local.iam_auth is False
+    base = {
+        "BASTION_HOST": "b",
+        "REDIS_PASSWORD": "pw-8f1",
+        "REDIS_USERNAME": "app",
+        "REDIS_TLS_SERVER_NAME": SERVERLESS,
+        "CLOSEUP_OPS_ADDRESS_MAP": "x:1=127.0.0.1:2",
+        "HOME": "/home/dev",
+    }
+    env = child_env(t, base=base)
+    assert env["REDIS_TLS"] == "false" and env["REDIS_CLUSTER"] == "true"
+    assert env["REDIS_HOST"] == "127.0.0.1" and env["REDIS_PORT"] == "40000"
+    assert env["REDIS_URL"] == "redis://127.0.0.1:40000"
+    for gone in ("BASTION_HOST", "REDIS_PASSWORD", "REDIS_USERNAME", "REDIS_TLS_SERVER_NAME"):
+        assert gone not in env
+    assert "CLOSEUP_OPS_ADDRESS_MAP" not in env and env["HOME"] == "/home/dev"
+    assert "pw-8f1" not in repr(exports(t)) + repr(env)
 
 
-def test_local_settings_keep_an_explicit_tls_server_name():
-    s = Settings(host="10.0.0.5", port=6379, tls=True, tls_server_name="cache.closeup.test")
-    assert tunnel_for(s).local_settings.server_name == "cache.closeup.test"
-    plain = tunnel_for(Settings(host="10.0.0.5", port=6380)).local_settings
-    assert plain.use_tls is False and plain.tls_server_name is None
+def test_upstream_takes_the_settings_credentials_and_tls():
+    from closeup_ops.settings import Secret
+
+    s = Settings(host=SERVERLESS, port=6379, username="app", password=Secret("pw-8f1"))
+    up = upstream_for(s)
+    assert isinstance(up, Upstream)
+    assert up.tls is True and up.username == "app" and up.password() == "pw-8f1"
+    assert up.server_name is None  # each node is verified against its own name
+    plain = upstream_for(Settings(host="10.0.0.5", tls=True, tls_server_name="c.example"))
+    assert plain.server_name == "c.example" and plain.password() is None
+
+
+def test_iam_upstream_asks_for_a_token_per_connection(monkeypatch):
+    calls = []
+
+    def token(settings):
+        calls.append(settings.host)
+        return f"token-{len(calls)}"
+
+    monkeypatch.setattr("closeup_ops.connect.iam.iam_token", token)
+    s = Settings(host=SERVERLESS, port=6379, username="iam-app", iam_auth=True)
+    up = upstream_for(s)
+    assert (up.password(), up.password()) == ("token-1", "token-2")
+    assert calls == [SERVERLESS, SERVERLESS]
+    env = child_env(tunnel_for(s, cluster=True), base={"REDIS_IAM_AUTH": "true"})
+    assert env["REDIS_IAM_AUTH"] == "false"  # the tunnel signs; a child must not try
+
+
+def test_plain_forward_keeps_the_apps_own_settings():
+    s = Settings(host="10.0.0.5", port=6380)
+    t = tunnel_for(s, proxied=False)
+    assert t.local_settings.use_tls is False and t.local == "127.0.0.1:40000"
+    env = child_env(t, base={"REDIS_PASSWORD": "app-own"})
+    assert env["REDIS_PASSWORD"] == "app-own"  # passed through the forward as before
+    assert "REDIS_CLUSTER" not in env
 
 
 def test_choose_local_port_says_when_the_cache_port_is_taken():
