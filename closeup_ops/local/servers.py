@@ -1,19 +1,27 @@
-"""Real redis-server processes on free loopback ports, stopped by PID.
+"""Real redis-server (or valkey-server) processes on free loopback ports, stopped by PID.
 
 Used by the test fixtures, the benchmarks and `closeup-ops sandbox`: one way to start a
-standalone server, a TLS server, a primary with a replica, or a 3-primary cluster.
+standalone server, a TLS server, a primary with a replica, or a 3-primary cluster. Valkey
+instead of Redis: engine="valkey" or CLOSEUP_OPS_TEST_SERVER=valkey.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from closeup_ops.local.engines import (  # noqa: F401  (re-exported for the tests)
+    ENGINE_ENV,
+    EngineLacks,
+    missing_features,
+    server_binary,
+    server_engine,
+)
 
 LOOPBACK = "127.0.0.1"
 
@@ -45,13 +53,9 @@ def free_cluster_port(host: str = LOOPBACK) -> int:
     raise RuntimeError("no free port pair for a cluster node")
 
 
-def redis_server_binary() -> str:
-    found = shutil.which("redis-server") or shutil.which("valkey-server")
-    if not found:
-        raise FileNotFoundError(
-            "redis-server not found: install it (apt-get install -y redis-server)"
-        )
-    return found
+def redis_server_binary(engine: str | None = None) -> str:
+    """The server binary for `engine` (local/engines.py): redis-server, or valkey-server."""
+    return server_binary(engine)
 
 
 @dataclass
@@ -71,6 +75,7 @@ class RedisProcess:
     password: str | None = field(default=None, repr=False)
     pid: int | None = None
     tls_files: TLSFiles | None = field(default=None, repr=False)  # for redis_cli on a TLS node
+    engine: str = "redis"  # "redis" or "valkey": which server binary runs
 
     @property
     def address(self) -> str:
@@ -136,16 +141,23 @@ def start_redis(
     bind: str = LOOPBACK,
     detach: bool = False,
     ready_timeout: float = 15,
+    engine: str | None = None,
 ) -> RedisProcess:
     """Start redis-server in `workdir`; returns once it accepts connections.
 
     `detach=True` starts it in its own session (for `sandbox up`, which outlives the CLI).
+    `engine`: "redis" or "valkey" (default: $CLOSEUP_OPS_TEST_SERVER, else redis); a build
+    that lacks what is asked (TLS) raises EngineLacks before anything starts.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    engine = server_engine(engine)
+    binary = server_binary(engine)
+    if tls and "tls" in missing_features(binary):
+        raise EngineLacks("tls", missing_features(binary)["tls"])
     port = port or free_port()
     args = [
-        redis_server_binary(),
+        binary,
         "--bind",
         bind,
         "--save",
@@ -185,6 +197,7 @@ def start_redis(
         password=password,
         pid=proc.pid,
         tls_files=tls,
+        engine=engine,
     )
     _wait_ready(server, ready_timeout)
     return server
@@ -232,9 +245,15 @@ class ReplicatedPair:
 
 
 def start_replicated(
-    workdir: Path, *extra: str, password: str | None = None, detach: bool = False
+    workdir: Path,
+    *extra: str,
+    password: str | None = None,
+    detach: bool = False,
+    engine: str | None = None,
 ) -> ReplicatedPair:
-    primary = start_redis(Path(workdir) / "primary", *extra, password=password, detach=detach)
+    primary = start_redis(
+        Path(workdir) / "primary", *extra, password=password, detach=detach, engine=engine
+    )
     replica = start_redis(
         Path(workdir) / "replica",
         *extra,
@@ -243,6 +262,7 @@ def start_replicated(
         str(primary.port),
         password=password,
         detach=detach,
+        engine=engine,
     )
     _wait_for(
         lambda: "master_link_status:up" in redis_cli(replica, "INFO", "replication"),
@@ -280,13 +300,14 @@ def start_cluster(
     tls: TLSFiles | None = None,
     hostnames: list[str] | None = None,
     preferred_endpoint: str | None = None,
+    engine: str | None = None,
 ) -> Cluster:
     """A cluster of `primaries` primaries with `replicas` replicas each, all slots covered.
 
     `tls`: TLS only (clients, replication and cluster bus); `hostnames`: one name per node,
     announced with `cluster-announce-hostname` (as ElastiCache does with in-transit
     encryption); `preferred_endpoint` ("ip", "hostname", "unknown-endpoint"): what CLUSTER
-    SLOTS and -MOVED name first."""
+    SLOTS and -MOVED name first; `engine` as for start_redis."""
     nodes = []
     try:
         for i in range(primaries * (1 + replicas)):
@@ -317,6 +338,7 @@ def start_cluster(
                     port=free_cluster_port(),
                     detach=detach,
                     tls=tls,
+                    engine=engine,
                 )
             )
         cmd = [

@@ -6,13 +6,15 @@ import time
 from dataclasses import dataclass, field
 
 from closeup_ops.connect.redis import RedisTarget
+from closeup_ops.ops.engine import engine_of
 
 
 @dataclass
 class NodePing:
     address: str
     role: str
-    version: str
+    engine: str  # "valkey" or "redis" (INFO server_name)
+    version: str  # the engine's own version (valkey_version, else redis_version)
     replicas: int
     latencies_ms: list[float] = field(repr=False)
     min_ms: float = 0.0
@@ -49,10 +51,12 @@ def ping_node(address: str, client, count: int, interval: float) -> NodePing:
         latencies.append((time.perf_counter() - start) * 1000)
     info = client.info("server") | client.info("replication")
     ordered = sorted(latencies)
+    engine = engine_of(info)
     return NodePing(
         address=address,
         role=str(info.get("role", "?")),
-        version=str(info.get("valkey_version") or info.get("redis_version", "?")),
+        engine=engine.name,
+        version=engine.version,
         replicas=int(info.get("connected_slaves", 0)),
         latencies_ms=[round(v, 3) for v in latencies],
         min_ms=round(ordered[0], 3),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from helpers.common import ACL_PASSWORD, ACL_USER, PASSWORD, server_env
+from helpers.engines import engine_asked, expected_engine
 
 
 def test_ping_plain(cli, redis_plain):
@@ -19,6 +20,16 @@ def test_ping_human_table(cli, redis_plain):
     assert r.code == 0
     assert r.out.startswith("PONG from 127.0.0.1:")
     assert "p50 ms" in r.out and "master" in r.out
+
+
+def test_ping_says_engine_and_version(cli, redis_plain):
+    want = expected_engine(redis_plain)  # "valkey 9.1.2": the server binary's own --version
+    assert want.split()[0] == engine_asked()  # the Valkey pass really runs valkey-server
+    r = cli("ping", "--json", env=server_env(redis_plain))
+    node = r.json()["nodes"][0]
+    assert f"{node['engine']} {node['version']}" == want
+    r = cli("ping", env=server_env(redis_plain))
+    assert want in r.out.splitlines()[-1] and "engine" in r.out
 
 
 def test_ping_password(cli, redis_password):
@@ -84,6 +95,8 @@ def test_ping_cluster_pings_every_primary(cli, redis_cluster):
     addresses = {n["address"] for n in doc["nodes"]}
     assert addresses == {p.address for p in redis_cluster.primaries()}
     assert all(n["role"] == "master" for n in doc["nodes"])
+    want = {n.address: expected_engine(n) for n in redis_cluster.nodes}
+    assert all(f"{n['engine']} {n['version']}" == want[n["address"]] for n in doc["nodes"])
 
 
 def test_ping_count_gives_latency_stats(cli, redis_plain):
