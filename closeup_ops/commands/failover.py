@@ -176,8 +176,8 @@ def _show(report) -> None:
             f"p50 {output.ms(_sec(s.latency_p50_ms))}, p99 "
             f"{output.ms(_sec(s.latency_p99_ms))}, max {output.ms(_sec(s.latency_max_ms))}",
         ),
-        ("primary before", f"{before.address} ({before.run_id[:12]})" if before else "-"),
-        ("primary after", f"{after.address} ({after.run_id[:12]})" if after else "-"),
+        ("primary before", _node(before)),
+        ("primary after", _node(after)),
     ]
     if s.redirects:
         pairs.append(("redirects", str(s.redirects)))
@@ -204,6 +204,12 @@ def _show(report) -> None:
     output.fields_block(pairs, title="Summary")
     for note in report.notes:  # breaches come as the error line (exit 6)
         output.warn(note)
+
+
+def _node(ident) -> str:
+    if ident is None:
+        return "-"
+    return f"{ident.address} ({ident.run_id[:12]}{', ' + ident.engine if ident.engine else ''})"
 
 
 def _sec(ms: float | None) -> float | None:

@@ -156,6 +156,7 @@ def _show(report) -> None:
             lag += f", {info.repl_lag_bytes} bytes behind"
         output.fields_block(
             [
+                ("engine", info.engine or "?"),
                 ("role", info.role),
                 ("memory", mem + limit),
                 ("keys", info.keys),

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from closeup_ops.errors import UsageError
+from closeup_ops.ops.engine import engine_of
 from closeup_ops.ops.thresholds import Judgement, Thresholds, hit_rate_judgement
 
 
@@ -35,6 +36,7 @@ class NodeStats:
     repl_lag_s: int | None = None
     repl_lag_bytes: int | None = None
     master_link_status: str | None = None  # when this node is a replica
+    engine: str = ""  # "valkey 8.0.2" / "redis 7.0.15" (ops/engine.py)
 
 
 @dataclass
@@ -53,6 +55,7 @@ class InfoSummary:
     repl_lag_s: int | None
     repl_lag_bytes: int | None
     taken_at: float = field(default_factory=time.time)
+    engine: str = ""  # the primaries' engine(s): "valkey 8.0.2" (two during an upgrade)
 
 
 def parse_since(text: str) -> int:
@@ -91,6 +94,7 @@ def node_stats(address: str, client: Any) -> NodeStats:
         connected_clients=_int(info, "connected_clients"),
         ops_per_sec=_int(info, "instantaneous_ops_per_sec"),
         keys=keys,
+        engine=str(engine_of(info)),
     )
     if node.role == "master":
         offset = _int(info, "master_repl_offset")
@@ -130,6 +134,7 @@ def summarize(nodes: list[NodeStats], cluster: bool) -> InfoSummary:
         keys=sum(n.keys for n in nodes),
         repl_lag_s=_max([n.repl_lag_s for n in nodes]),
         repl_lag_bytes=_max([n.repl_lag_bytes for n in nodes]),
+        engine=", ".join(sorted({n.engine for n in nodes if n.engine})),
     )
 
 

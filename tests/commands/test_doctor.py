@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from helpers.common import ACL_PASSWORD, ACL_USER, PASSWORD, server_env
 from helpers.common import silent_listener as listen_silently
+from helpers.engines import expected_engine
 
 from closeup_ops.local.servers import free_port
 
@@ -49,7 +50,8 @@ def test_healthy_plain_server(cli, redis_plain):
     assert "ELASTICACHE_CACHE" in checks(r)["aws-cache"]["evidence"]
     assert doc["passed"] is True and doc["counts"]["fail"] == 0
     assert "loopback" in checks(r)["dns"]["evidence"]
-    assert "Redis" in checks(r)["server"]["evidence"]
+    # "redis 7.0.15" / "valkey 9.1.2", as the server binary's own --version says
+    assert checks(r)["server"]["evidence"].startswith(expected_engine(redis_plain) + ", role")
     assert r.err == ""
 
 

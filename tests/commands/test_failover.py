@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from helpers.common import server_env
+from helpers.engines import expected_engine
 
 
 def test_cluster_trigger_refused_on_standalone(cli, redis_plain):
@@ -43,6 +44,11 @@ def test_human_report_has_timeline_and_summary(cli, redis_plain):
     assert "Timeline" in r.out and "Summary" in r.out
     for word in ("start", "end", "downtime", "attempted", "acknowledged", "lost"):
         assert word in r.out
+    # the primary's engine, from the server binary's own --version ("valkey 9.1.2")
+    start = next(line for line in r.out.splitlines() if " start " in line)
+    assert f"({expected_engine(redis_plain)})" in start
+    before = next(line for line in r.out.splitlines() if "primary before" in line)
+    assert before.rstrip().endswith(f", {expected_engine(redis_plain)})")
 
 
 def test_trigger_aws_refused_when_automatic_failover_is_off(cli, redis_plain, monkeypatch):

@@ -12,6 +12,7 @@ import redis
 from helpers import aws as aws_helpers
 from helpers.aws import REGION
 from helpers.common import server_env
+from helpers.engines import expected_engine
 
 from closeup_ops.local.servers import start_redis
 
@@ -88,6 +89,7 @@ def test_human_output(cli, evicting):
     assert "hit rate     25.0% (50 hits, 150 misses since start)" in r.out
     assert "BREACH  evictions" in r.out
     assert "of 64.0 MiB" in r.out
+    assert f"engine       {expected_engine(evicting)}" in r.out
 
 
 def test_few_lookups_are_not_judged(cli, tmp_path):
@@ -125,6 +127,10 @@ def test_cluster_sums_every_primary(cli, redis_cluster):
     assert info["used_memory"] == sum(n["used_memory"] for n in info["nodes"])
     assert info["connected_clients"] == sum(n["connected_clients"] for n in info["nodes"])
     assert all(n["replicas"] == 1 for n in info["nodes"])
+    # each primary's engine from its own binary's --version ("valkey 9.1.2")
+    want = {n.address: expected_engine(n) for n in redis_cluster.nodes}
+    assert all(n["engine"] == want[n["address"]] for n in info["nodes"])
+    assert info["engine"] == ", ".join(sorted({want[n["address"]] for n in info["nodes"]}))
 
 
 def test_replication_lag_from_the_primary(cli, redis_replicated):

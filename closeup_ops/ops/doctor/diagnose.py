@@ -31,6 +31,7 @@ from closeup_ops.ops.doctor.net import (
     check_tls,
     explain,
 )
+from closeup_ops.ops.engine import engine_of
 from closeup_ops.settings import Settings
 
 __all__ = ["Check", "DoctorReport", "Probe", "diagnose", "FAIL", "OK", "SKIP", "WARN"]
@@ -165,10 +166,8 @@ def check_server(p: Probe) -> Check:
             info.update(p.client.info(section))
         except Exception:
             continue
-    engine = "Valkey" if info.get("valkey_version") else "Redis"
-    version = info.get("valkey_version") or info.get("redis_version", "?")
     role = info.get("role", "?")
-    parts = [f"{engine} {version}", f"role {role}"]
+    parts = [str(engine_of(info)), f"role {role}"]
     if role == "master":
         parts[-1] += f" ({info.get('connected_slaves', 0)} replicas)"
     if "maxmemory" in info:

@@ -31,6 +31,7 @@ from redis.crc import key_slot
 from redis.retry import Retry
 
 from closeup_ops.connect.redis import connection_kwargs
+from closeup_ops.ops.engine import engine_of
 from closeup_ops.settings import Settings
 
 PREFIX = "closeup-ops:failover"
@@ -53,6 +54,7 @@ class NodeIdentity:
     address: str  # host:port of the server answering (resolved IP : tcp_port standalone)
     run_id: str
     t: float | None = None  # when it was seen (probe seconds)
+    engine: str = ""  # "valkey 8.0.2" / "redis 7.0.15" (ops/engine.py)
 
 
 @dataclass
@@ -238,7 +240,8 @@ class Probe:
                 address = f"{_resolve(self.host)}:{info.get('tcp_port', '?')}"
         except Exception:
             return None
-        return NodeIdentity(address, str(info.get("run_id", "?")), round(self.now(), 4))
+        engine = str(engine_of(info))
+        return NodeIdentity(address, str(info.get("run_id", "?")), round(self.now(), 4), engine)
 
 
 def _resolve(host: str) -> str:

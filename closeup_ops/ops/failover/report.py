@@ -153,11 +153,7 @@ def timeline(
     aws_events: list[AwsEvent],
     polls: list[AppPoll],
 ) -> list[TimelineEvent]:
-    events = [
-        TimelineEvent(
-            0.0, "start", f"primary {before.address} run id {before.run_id[:12]}" if before else ""
-        )
-    ]
+    events = [TimelineEvent(0.0, "start", f"primary {_node(before)}" if before else "")]
     if trigger is not None:
         detail = trigger[1]
         if trigger_done is not None:
@@ -174,16 +170,17 @@ def timeline(
     for ident in identities:
         if ident.run_id not in seen:
             seen.add(ident.run_id)
-            events.append(
-                TimelineEvent(
-                    ident.t or 0.0, "new primary", f"{ident.address} run id {ident.run_id[:12]}"
-                )
-            )
+            events.append(TimelineEvent(ident.t or 0.0, "new primary", _node(ident)))
     events += [TimelineEvent(e.t, "aws event", f"{e.source}: {e.message}") for e in aws_events]
     events += _app_transitions(polls)
     events.append(TimelineEvent(round(end, 4), "end", ""))
     order = {"start": 0, "end": 2}
     return sorted(events, key=lambda e: (order.get(e.event, 1), e.t))
+
+
+def _node(ident: NodeIdentity) -> str:
+    engine = f" ({ident.engine})" if ident.engine else ""
+    return f"{ident.address} run id {ident.run_id[:12]}{engine}"
 
 
 def _app_transitions(polls: list[AppPoll]) -> list[TimelineEvent]:
