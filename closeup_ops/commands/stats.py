@@ -193,6 +193,8 @@ def _show(report) -> None:
             rows,
             right=("total/avg", "peak", "latest"),
         )
+        for note in cw.notes:  # no datapoints: said, never shown as zero
+            output.line(f"CloudWatch: {note}")
     elif report.cloudwatch_note:
         output.line(f"CloudWatch: {report.cloudwatch_note}")
     output.line("Thresholds")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from closeup_ops.ops.aws.lookup import SERVERLESS, CacheFacts
@@ -58,6 +58,8 @@ class CloudWatchSummary:
     since_s: int
     period_s: int
     metrics: dict[str, MetricSummary]
+    # what CloudWatch could not say (no series, or no datapoints): never reported as zero
+    notes: list[str] = field(default_factory=list)
 
 
 def period_for(since_s: int) -> int:
@@ -66,9 +68,12 @@ def period_for(since_s: int) -> int:
 
 
 def _series(cw: Any, cache: CacheFacts, wanted: dict[str, tuple[str, str]]) -> list[dict]:
-    """One entry per published series of the wanted metrics, the most specific dimension
-    set per (metric, cluster), so a node metric is not counted twice."""
-    best: dict[tuple[str, str], dict] = {}
+    """One dimension set per series. ElastiCache publishes a node-based cache's metrics
+    twice: per node ({CacheClusterId, CacheNodeId}) and per cluster ({CacheClusterId}),
+    the same data at two levels; adding both doubles every counter. Per (metric, cluster)
+    the node-level series are kept when there are any, else the cluster-level one. Serverless
+    caches publish under {clusterId}."""
+    found: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for name, value in cache.metric_dimensions():
         if name == "ReplicationGroupId":  # node metrics carry the member cluster id
             continue
@@ -77,14 +82,18 @@ def _series(cw: Any, cache: CacheFacts, wanted: dict[str, tuple[str, str]]) -> l
         )
         for page in pages:
             for metric in page.get("Metrics", []):
-                if metric["MetricName"] not in wanted:
-                    continue
                 dims = {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])}
-                node = f"{value}/{dims.get('CacheNodeId', '')}"
-                key = (metric["MetricName"], node)
-                if key not in best or len(dims) > len(best[key]["Dimensions"]):
-                    best[key] = metric
-    return list(best.values())
+                if metric["MetricName"] in wanted and dims.get(name) == value:
+                    found[(metric["MetricName"], value)].append(metric)
+    out: list[dict] = []
+    for (_, _), listed in sorted(found.items()):
+        unique = {frozenset((d["Name"], d["Value"]) for d in m["Dimensions"]): m for m in listed}
+        series = list(unique.values())
+        names = [{d["Name"] for d in m.get("Dimensions", [])} for m in series]
+        nodes = [m for m, n in zip(series, names, strict=True) if "CacheNodeId" in n]
+        level = [m for m, n in zip(series, names, strict=True) if len(n) == 1]
+        out += nodes or level[:1] or series[:1]
+    return out
 
 
 def fetch(
@@ -111,7 +120,23 @@ def fetch(
             got = results.get(f"m{i}", [])
             points[metric["MetricName"]].append(got)
     metrics = {name: _combine(name, wanted[name], points.get(name, [])) for name in wanted}
-    return CloudWatchSummary(cache.name, cache.kind, since_s, period, metrics)
+    return CloudWatchSummary(
+        cache.name, cache.kind, since_s, period, metrics, _no_data_notes(cache, metrics, since_s)
+    )
+
+
+def _no_data_notes(cache: CacheFacts, metrics: dict[str, MetricSummary], since_s: int) -> list[str]:
+    dims = ", ".join(f"{n}={v}" for n, v in cache.metric_dimensions() if n != "ReplicationGroupId")
+    empty = [m.name for m in metrics.values() if not m.points]
+    if not empty:
+        return []
+    where = f"{NAMESPACE} {dims}, last {span(since_s)}"
+    if len(empty) == len(metrics):
+        return [
+            f"CloudWatch has no datapoints for {cache.name} ({where}): nothing is judged "
+            "from CloudWatch; check the cache name, region and that it has been running"
+        ]
+    return [f"no CloudWatch datapoints for {', '.join(empty)} ({where}): not judged, not zero"]
 
 
 def _metric_data(
