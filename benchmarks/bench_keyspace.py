@@ -1,6 +1,8 @@
-"""`keys` and `keys --summary` against redis-cli over 1,000,000 keys, in one run.
+"""`keys` and `keys --summary` against redis-cli over 1,000,000 keys, in one run; with
+--cluster, shards at once over a 6-primary cluster (see cluster_main).
 
     .venv/bin/python benchmarks/bench_keyspace.py [--rounds 3]
+    flock /tmp/cuo-bench.lock .venv/bin/python benchmarks/bench_keyspace.py --cluster
 
 Starts its own redis-server (debug command on), fills it with DEBUG POPULATE: 500,000
 `otp:N` (the even N, 250,000 keys, get a TTL) and 500,000 `video:N`. Then, alternating
@@ -112,7 +114,14 @@ def check_memkeys(path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cluster", action="store_true", help="the 6-primary cluster run")
+    parser.add_argument("--per-node", type=int, default=1_000_000, help="keys per primary")
+    parser.add_argument("--rate", type=int, default=5000, help="--rate N for the accuracy run")
     args = parser.parse_args()
+    if args.cluster:
+        from bench_keyspace_cluster import cluster_main
+
+        return cluster_main(args)
     for tool in ("redis-cli", "redis-server"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} not found")
