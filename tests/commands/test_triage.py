@@ -257,3 +257,14 @@ def test_aws_quiet_cache_has_no_aws_findings(cli, server, moto_world, monkeypatc
     ids = set(findings(doc))
     assert ids.isdisjoint({"aws-event", "service-update", "cloudwatch-cpu"}), ids
     assert doc["aws"]["events"]["events"][0]["kind"] == "snapshot"
+
+
+def test_full_looks_at_every_key_once(cli, server):
+    r, doc = triage(cli, server, "--full")
+    assert r.code == 0, r.err
+    keys = doc["keys"]
+    assert keys["mode"] == "full" and keys["sampled"] == 300  # the fixture's 300 keys
+    (ns,) = keys["namespaces"]
+    assert (ns["namespace"], ns["sampled_keys"], ns["ttl_share"]) == ("order:", 300, 1.0)
+    r, doc = triage(cli, server, "--samples", "50")
+    assert doc["keys"]["mode"] == "sample" and 0 < doc["keys"]["sampled"] <= 50

@@ -12,7 +12,9 @@ not touch a key's LRU/LFU clock, so sampling does not make keys look hot.
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,8 +56,9 @@ class KeySample:
     unavailable: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _sample_keys(client: Any, budget: int) -> list[bytes]:
-    seen: dict[bytes, None] = {}
+def _sampled(client: Any, budget: int) -> Iterator[list[bytes]]:
+    """Batches of distinct keys from `budget` RANDOMKEY calls."""
+    seen: set[bytes] = set()
     left = budget
     while left > 0:
         pipe = client.pipeline(transaction=False)
@@ -64,34 +67,88 @@ def _sample_keys(client: Any, budget: int) -> list[bytes]:
         got = pipe.execute()
         left -= len(got)
         if not any(got):  # an empty database
-            break
+            return
+        fresh = []
         for k in got:
-            if k is not None:
-                seen[k if isinstance(k, bytes) else str(k).encode()] = None
-    return list(seen)
+            k = k if isinstance(k, bytes) or k is None else str(k).encode()
+            if k is not None and k not in seen:
+                seen.add(k)
+                fresh.append(k)
+        yield fresh
 
 
-def _scan_keys(client: Any) -> list[bytes]:
-    return [k if isinstance(k, bytes) else str(k).encode() for k in client.scan_iter(count=1000)]
+def _scanned(client: Any) -> Iterator[list[bytes]]:
+    """Batches of every key (SCAN), for --full."""
+    cursor = 0
+    while True:
+        cursor, keys = client.scan(cursor, count=1000)
+        yield [k if isinstance(k, bytes) else str(k).encode() for k in keys]
+        if int(cursor) == 0:
+            return
 
 
 def _describe(client: Any, keys: list[bytes], lfu: bool) -> list[tuple[bytes, Any, Any, Any]]:
     """(key, memory, pttl, freq) per key; a refused command gives its exception."""
-    out = []
-    for start in range(0, len(keys), BATCH):
-        chunk = keys[start : start + BATCH]
-        pipe = client.pipeline(transaction=False)
-        for k in chunk:
-            pipe.execute_command("MEMORY", "USAGE", k)
-            pipe.execute_command("PTTL", k)
-            if lfu:
-                pipe.execute_command("OBJECT", "FREQ", k)
-        replies = pipe.execute(raise_on_error=False)
-        step = 3 if lfu else 2
-        for i, k in enumerate(chunk):
-            row = replies[i * step : (i + 1) * step]
-            out.append((k, row[0], row[1], row[2] if lfu else None))
-    return out
+    pipe = client.pipeline(transaction=False)
+    for k in keys:
+        pipe.execute_command("MEMORY", "USAGE", k)
+        pipe.execute_command("PTTL", k)
+        if lfu:
+            pipe.execute_command("OBJECT", "FREQ", k)
+    replies = pipe.execute(raise_on_error=False) if keys else []
+    step = 3 if lfu else 2
+    return [
+        (k, replies[i * step], replies[i * step + 1], replies[i * step + 2] if lfu else None)
+        for i, k in enumerate(keys)
+    ]
+
+
+class _Acc:
+    """What the keys fold into: counts per namespace and the top keys, never every key."""
+
+    def __init__(self, top: int):
+        self.top = top
+        self.count = 0
+        self.seq = 0
+        self.ns: dict[bytes | None, list[int]] = defaultdict(lambda: [0, 0, 0])
+        self.big: list[tuple[int, int, SampledKey]] = []
+        self.hot: list[tuple[int, int, SampledKey]] = []
+        self.memory_note: str | None = None
+
+    def add(self, node: str, key: bytes, mem: Any, pttl: Any, freq: Any) -> bool:
+        if isinstance(pttl, Exception) or pttl == -2:
+            return False  # refused, or gone since it was picked
+        if isinstance(mem, Exception):
+            self.memory_note = f"MEMORY USAGE refused: {mem}"
+            mem = None
+        if isinstance(freq, Exception):
+            freq = None
+        self.count += 1
+        a = self.ns[namespace_of(key, b":", 1)]
+        a[0] += 1
+        a[1] += mem or 0
+        a[2] += (mem or 0) if int(pttl) >= 0 else 0
+        for heap, score in ((self.big, mem), (self.hot, freq)):
+            if score and (len(heap) < self.top or score > heap[0][0]):
+                self.seq += 1
+                item = (int(score), self.seq, SampledKey(display(key), node, mem, int(pttl), freq))
+                (heapq.heappush if len(heap) < self.top else heapq.heapreplace)(heap, item)
+        return True
+
+    def namespaces(self) -> list[NamespaceShare]:
+        total = sum(a[1] for a in self.ns.values()) or 1
+        out = [
+            NamespaceShare(
+                NO_NAMESPACE if ns is None else display(ns) + ":",
+                a[0],
+                a[1],
+                round(a[1] / total, 4),
+                round(a[2] / a[1], 4) if a[1] else 0.0,
+            )
+            for ns, a in self.ns.items()
+        ]
+        out.sort(key=lambda n: (-n.bytes, -n.sampled_keys, n.namespace))
+        return out[: self.top]
 
 
 def sample_keys(
@@ -102,76 +159,42 @@ def sample_keys(
     top: int = 10,
 ) -> KeySample:
     """`policies`: node -> maxmemory-policy from INFO (None when INFO did not say)."""
-    rows: list[SampledKey] = []
+    acc = _Acc(top)
     per_node: dict[str, int] = {}
     unavailable: list[tuple[str, str]] = []
-    memory_note = None
-    lfu_nodes: list[str] = []
     not_lfu: dict[str, str] = {}
     for address, client in primaries:
         policy = policies.get(address)
         lfu = policy is not None and "lfu" in policy
+        seen = 0
         try:
-            keys = _scan_keys(client) if full else _sample_keys(client, budget)
-            described = _describe(client, keys, lfu)
+            for keys in _scanned(client) if full else _sampled(client, budget):
+                for key, mem, pttl, freq in _describe(client, keys, lfu):
+                    seen += acc.add(address, key, mem, pttl, freq)
         except Exception as exc:  # noqa: BLE001 - reported per node
             unavailable.append((address, reason(exc)))
-            continue
-        if lfu:
-            lfu_nodes.append(address)
-        else:
+            if not seen:
+                continue
+        if not lfu:
             not_lfu[address] = policy or "unknown"
-        per_node[address] = 0
-        for key, mem, pttl, freq in described:
-            if isinstance(pttl, Exception) or pttl == -2:
-                continue  # refused, or gone since it was picked
-            if isinstance(mem, Exception):
-                memory_note = f"MEMORY USAGE refused: {mem}"
-                mem = None
-            if isinstance(freq, Exception):
-                freq = None
-            per_node[address] += 1
-            rows.append(SampledKey(display(key), address, mem, int(pttl), freq))
+        per_node[address] = seen
     if not per_node:
         raise Unavailable("; ".join(f"{a}: {w}" for a, w in unavailable) or "no primaries")
     hot_note = None
     if not_lfu:
-        policies_seen = sorted(set(not_lfu.values()))
         hot_note = (
             f"hot keys need an LFU eviction policy (maxmemory-policy is "
-            f"{', '.join(policies_seen)}): OBJECT FREQ is not tracked; the slow log and "
-            "the commands by time show where the load is"
+            f"{', '.join(sorted(set(not_lfu.values())))}): OBJECT FREQ is not tracked; the "
+            "slow log and the commands by time show where the load is"
         )
-    biggest = sorted((r for r in rows if r.bytes), key=lambda r: -(r.bytes or 0))[:top]
-    hottest = sorted((r for r in rows if r.freq), key=lambda r: -(r.freq or 0))[:top]
     return KeySample(
         mode="full" if full else "sample",
-        sampled=len(rows),
+        sampled=acc.count,
         per_node=per_node,
-        biggest=biggest,
-        hottest=hottest,
+        biggest=[k for _, _, k in sorted(acc.big, reverse=True)],
+        hottest=[k for _, _, k in sorted(acc.hot, reverse=True)],
         hot_note=hot_note,
-        namespaces=namespaces(rows, top),
-        memory_note=memory_note,
+        namespaces=acc.namespaces(),
+        memory_note=acc.memory_note,
         unavailable=unavailable,
     )
-
-
-def namespaces(rows: list[SampledKey], top: int = 10) -> list[NamespaceShare]:
-    acc: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # keys, bytes, ttl bytes
-    for r in rows:
-        ns = namespace_of(r.key.encode(), b":", 1)
-        name = NO_NAMESPACE if ns is None else ns.decode() + ":"
-        a = acc[name]
-        a[0] += 1
-        a[1] += r.bytes or 0
-        a[2] += (r.bytes or 0) if r.ttl_ms >= 0 else 0
-    total = sum(a[1] for a in acc.values()) or 1
-    out = [
-        NamespaceShare(
-            name, a[0], a[1], round(a[1] / total, 4), round(a[2] / a[1], 4) if a[1] else 0.0
-        )
-        for name, a in acc.items()
-    ]
-    out.sort(key=lambda n: (-n.bytes, -n.sampled_keys, n.namespace))
-    return out[:top]
