@@ -260,11 +260,17 @@ def test_aws_quiet_cache_has_no_aws_findings(cli, server, moto_world, monkeypatc
 
 
 def test_full_looks_at_every_key_once(cli, server):
+    c = redis.Redis(host=server.host, port=server.port)
+    pipe = c.pipeline(transaction=False)
+    for i in range(5000):  # more than one SCAN call's worth
+        pipe.set(f"line:{i}", "l")
+    pipe.execute()
     r, doc = triage(cli, server, "--full")
+    c.delete(*[f"line:{i}" for i in range(5000)])
     assert r.code == 0, r.err
     keys = doc["keys"]
-    assert keys["mode"] == "full" and keys["sampled"] == 300  # the fixture's 300 keys
-    (ns,) = keys["namespaces"]
-    assert (ns["namespace"], ns["sampled_keys"], ns["ttl_share"]) == ("order:", 300, 1.0)
+    assert keys["mode"] == "full" and keys["sampled"] == 5300  # and the fixture's 300
+    counts = {n["namespace"]: (n["sampled_keys"], n["ttl_share"]) for n in keys["namespaces"]}
+    assert counts == {"order:": (300, 1.0), "line:": (5000, 0.0)}
     r, doc = triage(cli, server, "--samples", "50")
     assert doc["keys"]["mode"] == "sample" and 0 < doc["keys"]["sampled"] <= 50
