@@ -84,7 +84,10 @@ def cluster_main(args: Any) -> int:
     # A node timeout of 15 s: a saturated 2-core machine must not trigger failovers.
     cluster = start_cluster(work / "cluster", 6, 1, "--cluster-node-timeout", "15000")
     try:
-        nodes = {n.address: redis.Redis(host=n.host, port=n.port) for n in cluster.nodes}
+        nodes = {
+            n.address: redis.Redis(host=n.host, port=n.port, socket_timeout=120)
+            for n in cluster.nodes
+        }
         roles = {a: c.info("replication")["role"] for a, c in nodes.items()}
         primaries = sorted(a for a, r in roles.items() if r == "master")
         replicas = sorted(a for a, r in roles.items() if r != "master")

@@ -2,7 +2,7 @@
 
 Each primary fills itself with a Lua loop (no key crosses the network): key i is
 `<ns>:{<tag>}:<i>` where <tag> is a short string chosen (here, by CRC16) to hash to one of
-the node's own slots, cycling over all of them. 50,000 keys per EVAL, so no call blocks the
+the node's own slots, cycling over all of them. 10,000 keys per EVAL, so no call blocks the
 node for long; the six primaries load at once.
 
 Per primary: `per_node // 2` `otp:` keys (the even ones with a 3600 s TTL) and as many
@@ -13,11 +13,12 @@ biggest keys, so `--summary --top` has something to find).
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from redis.crc import key_slot
 
-CHUNK = 50_000
+CHUNK = 10_000
 BIG_EVERY = 100_000
 BIG_BYTES = 20_000
 
@@ -65,7 +66,8 @@ def owned_slots(client: Any) -> list[int]:
 def fill_node(host: str, port: int, per_node: int, tags: dict[int, str]) -> int:
     import redis
 
-    client = redis.Redis(host=host, port=port)
+    # No client-side timeout (redis-py's default is 5 s, then a retry that meets BUSY).
+    client = redis.Redis(host=host, port=port, socket_timeout=None)
     mine = [tags[s] for s in owned_slots(client)]
     sha = client.script_load(FILL)
     half = per_node // 2
@@ -73,9 +75,25 @@ def fill_node(host: str, port: int, per_node: int, tags: dict[int, str]) -> int:
     for ns, ttl in (("otp", "1"), ("video", "0")):
         for first in range(0, half, CHUNK):
             last = min(half, first + CHUNK) - 1
-            done += client.evalsha(sha, 0, ns, first, last, ttl, *mine)
+            done += _retry_busy(client.evalsha, sha, 0, ns, first, last, ttl, *mine)
     client.close()
     return done
+
+
+def _retry_busy(call: Any, *args: Any) -> Any:
+    """A script still running (BUSY, seen on a saturated machine): wait, then again."""
+    import redis
+
+    for _ in range(600):
+        try:
+            return call(*args)
+        except redis.exceptions.BusyLoadingError:
+            raise
+        except redis.exceptions.ResponseError as exc:
+            if not str(exc).startswith("BUSY"):
+                raise
+            time.sleep(0.1)
+    raise RuntimeError("the node stayed busy for a minute")
 
 
 def fill_cluster(primaries: list[tuple[str, int]], per_node: int) -> int:
