@@ -122,8 +122,8 @@ def _check_bind(bind: str, allowed: bool) -> None:
             "leave --bind out (127.0.0.1), or add --allow-remote-bind if you really mean it",
         )
     output.warn(
-        f"WARNING: listening on {bind}: anyone who can reach this address uses the cache "
-        "without TLS and without a password"
+        f"--allow-remote-bind: listening on {bind}; ANYONE who can reach this address uses "
+        "the cache WITHOUT TLS AND WITHOUT A PASSWORD"
     )
 
 
