@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import shlex
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
 from closeup_ops import output
-from closeup_ops.options import with_settings
-from closeup_ops.settings import Settings
 
 app = typer.Typer(
     help="A local stand-in for the whole stack (redis-server processes, a serverless "
@@ -20,10 +20,38 @@ app = typer.Typer(
 )
 
 
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="One JSON document on stdout.", rich_help_panel="Output")
+]
+VerboseFlag = Annotated[
+    bool,
+    typer.Option(
+        "--verbose", "-v", help="Show tracebacks for internal errors.", rich_help_panel="Output"
+    ),
+]
+
+
+def output_only(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--json and --verbose, and no settings: the sandbox needs none, and the exports of a
+    sandbox already stopped (REDIS_CA_CERT naming a deleted file) must not stop
+    `sandbox status|down|up` in the same shell."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, json_out: bool = False, verbose: bool = False, **kw: Any) -> Any:
+        from closeup_ops.errors import Interrupted
+
+        output.configure(json_mode=json_out, verbose=verbose)
+        try:
+            return fn(*args, **kw)
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted", "what had started is recorded: sandbox down") from None
+
+    return wrapper
+
+
 @app.command("up")
-@with_settings()
+@output_only
 def up(
-    settings: Settings,
     cluster: Annotated[bool, typer.Option("--cluster", help="Also a 3-primary cluster.")] = False,
     serverless: Annotated[
         bool,
@@ -49,6 +77,8 @@ def up(
             "groups, a replication group and a snapshot.",
         ),
     ] = True,
+    json_out: JsonFlag = False,
+    verbose: VerboseFlag = False,
 ) -> None:
     """Start primary+replica redis-servers (and the extras asked for); print the exports."""
     from closeup_ops.ops.sandbox import up as start
@@ -91,8 +121,8 @@ def _show_up(sandbox) -> None:
 
 
 @app.command("status")
-@with_settings()
-def status(settings: Settings) -> None:
+@output_only
+def status(json_out: JsonFlag = False, verbose: VerboseFlag = False) -> None:
     """Show whether each sandbox process still runs and answers."""
     from closeup_ops.errors import CheckFailed, UsageError
     from closeup_ops.ops.sandbox import load_state
@@ -114,8 +144,8 @@ def status(settings: Settings) -> None:
 
 
 @app.command("down")
-@with_settings()
-def down(settings: Settings) -> None:
+@output_only
+def down(json_out: JsonFlag = False, verbose: VerboseFlag = False) -> None:
     """Stop exactly the processes `sandbox up` started, delete its namespace and files."""
     from closeup_ops.ops.sandbox import down as stop
 
