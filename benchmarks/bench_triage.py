@@ -10,6 +10,7 @@ machine load hits every side:
 
   closeup-ops triage --no-aws --json        (default: 1,000 keys sampled, 2 s between INFOs)
   closeup-ops triage --no-aws --json --interval 0.5
+  closeup-ops triage --no-aws --json --interval 0.5 --full   (every key, for scale)
   redis-cli --bigkeys
   redis-cli --hotkeys
 
@@ -65,7 +66,8 @@ def check(name: str, proc: subprocess.CompletedProcess) -> None:
     if name.startswith("triage"):
         assert proc.returncode == 0, proc.stderr.decode()
         doc = json.loads(out)
-        assert doc["keys"]["sampled"] >= 900, doc["keys"]["sampled"]
+        want = USERS + VIDEOS if name == "triage-full" else 900
+        assert doc["keys"]["sampled"] >= want, doc["keys"]["sampled"]
         names = {n["namespace"] for n in doc["keys"]["namespaces"]}
         assert {"user:", "video:"} <= names, names
     elif name == "bigkeys":
@@ -92,6 +94,7 @@ def main() -> None:
         commands = {
             "triage": [TOOL, "triage", "--no-aws", "--json"],
             "triage-0.5": [TOOL, "triage", "--no-aws", "--json", "--interval", "0.5"],
+            "triage-full": [TOOL, "triage", "--no-aws", "--json", "--interval", "0.5", "--full"],
             "bigkeys": cli + ["--bigkeys"],
             "hotkeys": cli + ["--hotkeys"],
         }
@@ -124,7 +127,7 @@ def main() -> None:
                 f"server cpu {m['cpu']:7.3f} s"
             )
         big = med["bigkeys"]
-        for name in ("triage", "triage-0.5"):
+        for name in ("triage", "triage-0.5", "triage-full"):
             m = med[name]
             print(
                 f"  {name} / bigkeys: commands {m['usec'] / big['usec']:.4f}x, server cpu "
