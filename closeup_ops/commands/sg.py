@@ -89,6 +89,10 @@ def _change(
     source = ops.parse_source(*source_args)  # refuses 0.0.0.0/0 before any AWS call
     if description is not None and not description.strip():
         raise UsageError("--description is empty", "give a text or leave it out")
+    if description is not None:
+        from closeup_ops.ops.aws.security_groups import check_description
+
+        check_description(description)
     cache, ec2, groups, ports = _target(settings, group_id, port)
     details = {"source": str(source), "ports": ports, "cache": cache.name if cache else None}
     try:

@@ -193,14 +193,30 @@ def optional_serverless(call: Callable[..., dict], key: str, **kw: Any) -> list[
         return []
 
 
+MEMCACHED_PORT = 11211
+MEMCACHED_SERVERLESS_READER_PORT = 11212
+
+
+def is_memcached(engine: str | None) -> bool:
+    return str(engine or "").lower() == "memcached"
+
+
+def default_ports(kind: str, engine: str | None) -> list[int]:
+    """The ports a cache listens on when AWS did not say: serverless caches have a reader
+    port beside the main one (Valkey/Redis 6379 + 6380, Memcached 11211 + 11212)."""
+    if is_memcached(engine):
+        main = [MEMCACHED_PORT]
+        return main + [MEMCACHED_SERVERLESS_READER_PORT] if kind == SERVERLESS else main
+    return [DEFAULT_PORT, SERVERLESS_READER_PORT] if kind == SERVERLESS else [DEFAULT_PORT]
+
+
 def serverless_ref(desc: dict[str, Any]) -> CacheRef:
     endpoints = _endpoint("endpoint", desc.get("Endpoint")) + _endpoint(
         "reader", desc.get("ReaderEndpoint")
     )
-    ports = sorted({e["port"] for e in endpoints if e.get("port")}) or [
-        DEFAULT_PORT,
-        SERVERLESS_READER_PORT,
-    ]
+    ports = sorted({e["port"] for e in endpoints if e.get("port")}) or default_ports(
+        SERVERLESS, desc.get("Engine")
+    )
     version = desc.get("FullEngineVersion") or desc.get("MajorEngineVersion")
     return CacheRef(
         kind=SERVERLESS,

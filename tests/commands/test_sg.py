@@ -159,3 +159,14 @@ def test_unauthorized_operation_exits_4(cli, aws_env, monkeypatch):
     with stub, ec2_stub:
         r = cli("sg", "allow", "--cache", "sv", "--cidr", "10.0.0.0/8", "--port", "6379")
     assert r.code == 4 and "UnauthorizedOperation" in r.err and len(r.err_lines) == 1
+
+
+def test_a_description_ec2_would_refuse_is_exit_2_before_any_call(cli, moto_world, tmp_path):
+    w = moto_world
+    r = cli(
+        "sg", "allow", "--from-sg", w.app_sg, "--cache", "demo", "--group-id", w.cache_sg,
+        "--description", "Jane's laptop",
+    )  # fmt: skip
+    assert r.code == 2, r.err
+    assert len(r.err_lines) == 1 and "--description" in r.err and "EC2 refuses" in r.err
+    assert ingress(w.cache_sg) == [] and entries(tmp_path) == []

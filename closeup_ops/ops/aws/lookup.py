@@ -36,6 +36,7 @@ class CacheFacts:
     snapshot_window: str | None = None
     member_clusters: list[str] = field(default_factory=list)
     addresses: list[str] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)  # every port it listens on
 
     def metric_dimensions(self) -> list[tuple[str, str]]:
         """(name, value) pairs that CloudWatch puts on this cache's AWS/ElastiCache metrics."""
@@ -67,6 +68,7 @@ def facts(ref: CacheRef, port: int | None = None) -> CacheFacts:
         snapshot_window=raw.get("SnapshotWindow") or raw.get("DailySnapshotTime"),
         member_clusters=list(raw.get("MemberClusters") or []),
         addresses=sorted(ref.addresses()),
+        ports=list(ref.ports),
     )
 
 

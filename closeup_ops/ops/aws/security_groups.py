@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from closeup_ops import audit
-from closeup_ops.connect.aws import SERVERLESS, CacheRef, pages
+from closeup_ops.connect.aws import SERVERLESS, CacheRef, default_ports, is_memcached, pages
 from closeup_ops.endpoint import DEFAULT_PORT, SERVERLESS_READER_PORT
 from closeup_ops.errors import AwsResourceError, UsageError
 
@@ -86,20 +86,49 @@ def parse_source(from_sg: str | None, cidr: str | None) -> Source:
     return Source("ipv4" if net.version == 4 else "ipv6", str(net))
 
 
+# EC2's rule descriptions (service model, IpRange / UserIdGroupPair / PrefixListId
+# Description): up to 255 characters from a-z, A-Z, 0-9, spaces and ._-:/()#,@[]+=;{}!$*
+# (IpRange also allows &; the rule for every kind is the intersection).
+DESCRIPTION_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ._-:/()#,@[]+=;{}!$*"
+)
+DESCRIPTION_MAX = 255
+
+
+def bad_description_chars(text: str) -> str:
+    return "".join(sorted({c for c in text if c not in DESCRIPTION_CHARS}))
+
+
+def check_description(text: str) -> str:
+    """A --description EC2 will take, else exit 2 before anything is sent."""
+    bad = bad_description_chars(text)
+    if bad or len(text) > DESCRIPTION_MAX:
+        what = f"characters {bad!r}" if bad else f"{len(text)} characters"
+        raise UsageError(
+            f"--description has {what} that EC2 refuses",
+            f"use at most {DESCRIPTION_MAX} of a-z A-Z 0-9 space ._-:/()#,@[]+=;{{}}!$*",
+        )
+    return text
+
+
 def default_description() -> str:
+    """'closeup-ops: user@host date', with whatever EC2 would refuse in a user or host name
+    (a DOMAIN\\user, an apostrophe, non-ASCII) replaced by '_'."""
     day = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-    return f"closeup-ops: {audit.actor()} {day}"
+    actor = "".join(c if c in DESCRIPTION_CHARS else "_" for c in audit.actor())
+    return f"closeup-ops: {actor} {day}"[:DESCRIPTION_MAX]
 
 
 def cache_ports(cache: CacheRef | None, port: int | None = None) -> list[int]:
-    """--port, else the cache's ports (a serverless cache always gets 6379 and 6380)."""
+    """--port, else the cache's ports (a serverless Valkey/Redis cache always gets 6379 and
+    6380; serverless Memcached has its own, 11211 and 11212)."""
     if port is not None:
         return [port]
     if cache is None:
         return [DEFAULT_PORT]
-    if cache.kind == SERVERLESS:
+    if cache.kind == SERVERLESS and not is_memcached(cache.engine):
         return sorted(set(cache.ports) | {DEFAULT_PORT, SERVERLESS_READER_PORT})
-    return sorted(set(cache.ports)) or [DEFAULT_PORT]
+    return sorted(set(cache.ports)) or default_ports(cache.kind, cache.engine)
 
 
 def choose_group(cache: CacheRef | None, group_id: str | None) -> str:

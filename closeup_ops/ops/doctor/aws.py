@@ -127,7 +127,19 @@ def _covers_port(perm: dict[str, Any], port: int) -> bool:
     return int(perm.get("FromPort", -1)) <= port <= int(perm.get("ToPort", -1))
 
 
-def _source_matches(perm: dict[str, Any], client_sgs: list[str], ip: Any) -> str | None:
+PrefixLists = Callable[[str], list[str]]  # prefix list id -> its CIDRs
+
+
+def _in(ip: Any, cidr: str) -> bool:
+    try:
+        return ip in ipaddress.ip_network(cidr, strict=False)
+    except (ValueError, TypeError):
+        return False
+
+
+def _source_matches(
+    perm: dict[str, Any], client_sgs: list[str], ip: Any, prefix_lists: PrefixLists | None
+) -> str | None:
     for pair in perm.get("UserIdGroupPairs") or []:
         if pair.get("GroupId") in client_sgs:
             return pair["GroupId"]
@@ -135,16 +147,24 @@ def _source_matches(perm: dict[str, Any], client_sgs: list[str], ip: Any) -> str
         return None
     for key, field in (("IpRanges", "CidrIp"), ("Ipv6Ranges", "CidrIpv6")):
         for rng in perm.get(key) or []:
-            try:
-                if ip in ipaddress.ip_network(rng[field], strict=False):
-                    return rng[field]
-            except (KeyError, ValueError, TypeError):
-                continue
+            if _in(ip, str(rng.get(field))):
+                return rng[field]
+    # a managed prefix list is access too: its entries are CIDRs
+    for entry in perm.get("PrefixListIds") or []:
+        pl = entry.get("PrefixListId")
+        if pl and prefix_lists is not None:
+            cidr = next((c for c in prefix_lists(pl) if _in(ip, c)), None)
+            if cidr:
+                return f"{pl} ({cidr})"
     return None
 
 
 def matching_rule(
-    groups: list[dict[str, Any]], port: int, client_sgs: list[str], client_ip: str | None
+    groups: list[dict[str, Any]],
+    port: int,
+    client_sgs: list[str],
+    client_ip: str | None,
+    prefix_lists: PrefixLists | None = None,
 ) -> str | None:
     """'sg-1 allows sg-2 on tcp/6379' for the first inbound rule that lets us in, or None."""
     ip = ipaddress.ip_address(client_ip) if client_ip else None
@@ -152,10 +172,33 @@ def matching_rule(
         for perm in group.get("IpPermissions") or []:
             if not _covers_port(perm, port):
                 continue
-            source = _source_matches(perm, client_sgs, ip)
+            source = _source_matches(perm, client_sgs, ip, prefix_lists)
             if source:
                 return f"{group['GroupId']} allows {source} on tcp/{port}"
     return None
+
+
+def _prefix_list_reader(ec2: Any) -> PrefixLists:
+    """CIDRs of a managed prefix list (GetManagedPrefixListEntries), read once each."""
+    seen: dict[str, list[str]] = {}
+
+    def entries(pl: str) -> list[str]:
+        if pl not in seen:
+            from closeup_ops.connect.aws import pages
+
+            got = pages(
+                ec2.get_managed_prefix_list_entries, "Entries", token="NextToken", PrefixListId=pl
+            )
+            seen[pl] = [e["Cidr"] for e in got if e.get("Cidr")]
+        return seen[pl]
+
+    def best_effort(pl: str) -> list[str]:
+        try:
+            return entries(pl)
+        except Exception:  # not allowed to read it: the rule is not counted
+            return []
+
+    return best_effort
 
 
 def _client_groups(ec2: Any, client_ip: str | None) -> list[str]:
@@ -192,8 +235,21 @@ def check_security_groups(
     groups = ec2.describe_security_groups(GroupIds=cache.security_group_ids)["SecurityGroups"]
     sgs = list(dict.fromkeys(client_sgs + _client_groups(ec2, client_ip)))
     listed = ", ".join(cache.security_group_ids)
-    rule = matching_rule(groups, port, sgs, client_ip)
+    prefix_lists = _prefix_list_reader(ec2)
+    rule = matching_rule(groups, port, sgs, client_ip, prefix_lists)
     if rule:
+        # a serverless cache's reader endpoint listens on its own port (6380; Memcached
+        # 11212): reads sent there fail if only the main port is open
+        others = [p for p in cache.ports if p != port] if cache.kind == SERVERLESS else []
+        closed = [p for p in others if not matching_rule(groups, p, sgs, client_ip, prefix_lists)]
+        if closed:
+            text = ", ".join(f"tcp/{p}" for p in closed)
+            return Check(
+                "security-group",
+                WARN,
+                f"{rule}, but nothing in {listed} allows it on {text} (the reader endpoint)",
+                _allow_fix(cache, sgs, client_ip, closed[0]),
+            )
         return Check("security-group", OK, rule)
     loopback = client_ip is not None and ipaddress.ip_address(client_ip).is_loopback
     if loopback and not client_sgs:
@@ -205,16 +261,20 @@ def check_security_groups(
             "pass --client-sg (the bastion's or app's group) or --client-ip to check",
         )
     who = " / ".join(sgs + ([client_ip] if client_ip else [])) or "this client"
-    fix = (
-        f"closeup-ops sg allow --from-sg {sgs[0]} --cache {cache.name} --port {port}"
-        if sgs
-        else f"closeup-ops sg allow --cidr {client_ip}/32 --cache {cache.name} --port {port}"
-        if client_ip
-        else f"closeup-ops sg allow --from-sg <app-sg> --cache {cache.name}"
-    )
     return Check(
-        "security-group", FAIL, f"no inbound rule in {listed} allows {who} on tcp/{port}", fix
+        "security-group",
+        FAIL,
+        f"no inbound rule in {listed} allows {who} on tcp/{port}",
+        _allow_fix(cache, sgs, client_ip, port),
     )
+
+
+def _allow_fix(cache: CacheFacts, sgs: list[str], client_ip: str | None, port: int) -> str:
+    if sgs:
+        return f"closeup-ops sg allow --from-sg {sgs[0]} --cache {cache.name} --port {port}"
+    if client_ip:
+        return f"closeup-ops sg allow --cidr {client_ip}/32 --cache {cache.name} --port {port}"
+    return f"closeup-ops sg allow --from-sg <app-sg> --cache {cache.name}"
 
 
 # --- backups and alarms ---------------------------------------------------------------
@@ -267,25 +327,70 @@ def cache_alarms(cw: Any, cache: CacheFacts) -> list[dict[str, Any]]:
     return found
 
 
+def _watched(cache: CacheFacts) -> tuple[str, list[str]]:
+    """(dimension, values) whose metrics must each be watched: every member cluster of a
+    replication group (its metrics are per member), the cluster, or the serverless cache."""
+    if cache.kind == SERVERLESS:
+        return "clusterId", [cache.name]
+    if cache.kind == REPLICATION_GROUP and cache.member_clusters:
+        return "CacheClusterId", list(cache.member_clusters)
+    return "CacheClusterId", [cache.name]
+
+
+def suggested_alarm(cache: CacheFacts, values: list[str]) -> str:
+    """put-metric-alarm for every member (a loop), with a metric whose threshold means it:
+    Valkey/Redis EngineCPUUtilization (the engine thread, %; host CPUUtilization averages all
+    cores) Average > 70; Memcached CPUUtilization; serverless ThrottledCmds Sum > 0 (ECPUs
+    are a count whose ceiling is the cache's own limit, not a percentage)."""
+    dim, _ = _watched(cache)
+    if cache.kind == SERVERLESS:
+        metric, stat, threshold, suffix = "ThrottledCmds", "Sum", "0", "throttled"
+    elif str(cache.engine or "").lower() == "memcached":
+        metric, stat, threshold, suffix = "CPUUtilization", "Average", "70", "cpu"
+    else:
+        metric, stat, threshold, suffix = "EngineCPUUtilization", "Average", "70", "engine-cpu"
+    one = (
+        "aws cloudwatch put-metric-alarm --namespace AWS/ElastiCache "
+        f"--metric-name {metric} --dimensions Name={dim},Value={{v}} --statistic {stat} "
+        f"--period 300 --evaluation-periods 2 --threshold {threshold} "
+        f"--comparison-operator GreaterThanThreshold --alarm-name {{v}}-{suffix}"
+    )
+    if len(values) == 1:
+        command = one.format(v=values[0])
+    else:
+        command = f"for c in {' '.join(values)}; do {one.format(v='$c')}; done"
+    return command + " (likewise Evictions and CurrConnections)"
+
+
 def check_alarms(cache: CacheFacts, cw: Any) -> Check:
     alarms = cache_alarms(cw, cache)
+    dim, values = _watched(cache)
     if not alarms:
-        dim = cache.metric_dimensions()[-1]
-        metric = "ElastiCacheProcessingUnits" if cache.kind == SERVERLESS else "CPUUtilization"
         return Check(
             "alarms",
             FAIL,
             f"no CloudWatch alarm watches {cache.name}",
-            "aws cloudwatch put-metric-alarm --namespace AWS/ElastiCache "
-            f"--metric-name {metric} --dimensions Name={dim[0]},Value={dim[1]} "
-            "--statistic Average "
-            "--period 300 --evaluation-periods 2 --threshold 70 "
-            "--comparison-operator GreaterThanThreshold --alarm-name "
-            f"{cache.name}-cpu (and Evictions, CurrConnections)",
+            suggested_alarm(cache, values),
         )
+    watched = set()
+    for alarm in alarms:
+        pairs = {(d["Name"], d["Value"]) for d in alarm.get("Dimensions") or []}
+        for metric in alarm.get("Metrics") or []:
+            stat = (metric.get("MetricStat") or {}).get("Metric") or {}
+            pairs |= {(d["Name"], d["Value"]) for d in stat.get("Dimensions") or []}
+        watched |= {v for n, v in pairs if n == dim}
     names = sorted({a.get("MetricName") or a["AlarmName"] for a in alarms})
     firing = [a["AlarmName"] for a in alarms if a.get("StateValue") == "ALARM"]
     evidence = f"{len(alarms)} alarm(s) on {', '.join(names)}"
+    unwatched = [v for v in values if v not in watched]
+    if unwatched:
+        return Check(
+            "alarms",
+            WARN,
+            f"{evidence}, but {len(unwatched)} of {len(values)} members have none: "
+            f"{', '.join(unwatched)}",
+            suggested_alarm(cache, unwatched),
+        )
     if firing:
         return Check(
             "alarms",

@@ -145,3 +145,43 @@ def test_show_lists_rules_covering_the_ports(moto_world):
     assert [(v.source, v.covers) for v in views] == [(w.app_sg, [6379]), ("10.4.0.0/16", [6380])]
     # (moto leaves out the description of group-referencing rules; AWS returns it)
     assert views[1].description == "vpn"
+
+
+# --- issue 12 item 8 ----------------------------------------------------------------------
+
+# EC2's rule for a rule description (service model: IpRange/UserIdGroupPair/PrefixListId
+# Description): a-z, A-Z, 0-9, spaces and ._-:/()#,@[]+=;{}!$*, at most 255 characters.
+EC2_DESCRIPTION = re.compile(r"[a-zA-Z0-9 ._\-:/()#,@\[\]+=;{}!$*]{0,255}")
+
+
+@pytest.mark.parametrize(
+    "actor",
+    ["CORP\\jane@laptop", "o'brien@host", "jürgen@büro", "ops user@host%1", "x" * 300 + "@h"],
+)
+def test_default_description_uses_only_what_ec2_accepts(monkeypatch, actor):
+    from closeup_ops import audit
+
+    monkeypatch.setattr(audit, "actor", lambda: actor)
+    text = ops.default_description()
+    assert EC2_DESCRIPTION.fullmatch(text), text
+    assert text.startswith("closeup-ops: ")
+
+
+@pytest.mark.parametrize("text", ["it's mine", "tab\there", "a" * 256, "ünïcode"])
+def test_a_description_ec2_refuses_is_a_usage_error(text):
+    with pytest.raises(UsageError) as err:
+        ops.check_description(text)
+    assert err.value.exit_code == 2
+
+
+def test_serverless_memcached_ports_are_not_redis_ports():
+    desc = dict(serverless_desc("mc"), Engine="memcached")
+    host = desc["Endpoint"]["Address"]
+    desc["Endpoint"] = {"Address": host, "Port": 11211}
+    desc["ReaderEndpoint"] = {"Address": host, "Port": 11212}
+    assert ops.cache_ports(aws.serverless_ref(desc)) == [11211, 11212]
+    # ports not reported: memcached's own defaults, never 6379/6380
+    bare = {k: v for k, v in desc.items() if k not in ("Endpoint", "ReaderEndpoint")}
+    assert ops.cache_ports(aws.serverless_ref(bare)) == [11211, 11212]
+    valkey = {k: v for k, v in serverless_desc("v").items() if k != "ReaderEndpoint"}
+    assert ops.cache_ports(aws.serverless_ref(valkey)) == [6379, 6380]

@@ -10,7 +10,7 @@ from helpers.aws import REGION, serverless_desc, stubbed
 from helpers.common import server_env
 
 from closeup_ops.errors import AwsResourceError
-from closeup_ops.ops.aws.lookup import REPLICATION_GROUP, CacheFacts, lookup
+from closeup_ops.ops.aws.lookup import REPLICATION_GROUP, SERVERLESS, CacheFacts, lookup
 from closeup_ops.ops.doctor.aws import (
     aws_checks,
     check_alarms,
@@ -249,7 +249,12 @@ def test_aws_checks_serverless_via_stubber(moto_world):
     assert checks["backups"].status == "fail"
     assert "modify-serverless-cache" in checks["backups"].fix
     assert checks["alarms"].status == "fail"
-    assert "ElastiCacheProcessingUnits" in checks["alarms"].fix
+    fix = checks["alarms"].fix
+    # ECPUs are a count whose ceiling is the cache's own limit, not a percentage: the alarm
+    # that means "the limit was hit" is ThrottledCmds summed above 0
+    assert "--metric-name ThrottledCmds" in fix and "--statistic Sum" in fix
+    assert "--threshold 0 " in fix and "Name=clusterId,Value=demo" in fix
+    assert "ElastiCacheProcessingUnits" not in fix
 
 
 def test_cache_not_found_fails_and_later_checks_skip(moto_world):
@@ -293,3 +298,90 @@ def test_doctor_cli_with_aws(cli, moto_world, redis_plain):
 @pytest.mark.parametrize("bad", ["sg", "group-1"])
 def test_client_sg_must_be_a_group_id(cli, bad):
     assert cli("doctor", "--client-sg", bad).code == 2
+
+
+# --- issue 12 item 8: prefix lists, the serverless reader port, alarms on every member ------
+
+
+def _serverless_facts(sgs: list[str]) -> CacheFacts:
+    return CacheFacts(
+        name="sess",
+        kind=SERVERLESS,
+        status="available",
+        port=6379,
+        security_group_ids=sgs,
+        ports=[6379, 6380],
+    )
+
+
+def _allow(ec2, group: str, port: int, **source) -> None:
+    ec2.authorize_security_group_ingress(
+        GroupId=group,
+        IpPermissions=[{"IpProtocol": "tcp", "FromPort": port, "ToPort": port, **source}],
+    )
+
+
+def test_a_prefix_list_rule_counts_as_access(moto_world):
+    ec2 = client("ec2")
+    pl = ec2.create_managed_prefix_list(
+        PrefixListName="app-subnets",
+        MaxEntries=5,
+        AddressFamily="IPv4",
+        Entries=[{"Cidr": "10.0.9.0/24"}, {"Cidr": "10.0.1.0/24"}],
+    )["PrefixList"]["PrefixListId"]
+    _allow(ec2, moto_world.cache_sg, 6379, PrefixListIds=[{"PrefixListId": pl}])
+    ok = check_security_groups(facts([moto_world.cache_sg]), ec2, Settings(), [], "10.0.1.20")
+    assert ok.status == "ok", ok
+    assert pl in ok.evidence and "10.0.1.0/24" in ok.evidence
+    outside = check_security_groups(facts([moto_world.cache_sg]), ec2, Settings(), [], "10.0.3.3")
+    assert outside.status == "fail"
+
+
+def test_serverless_reader_port_is_checked_too(moto_world):
+    ec2 = client("ec2")
+    _allow(ec2, moto_world.cache_sg, 6379, UserIdGroupPairs=[{"GroupId": moto_world.app_sg}])
+    cache = _serverless_facts([moto_world.cache_sg])
+    half = check_security_groups(cache, ec2, Settings(), [moto_world.app_sg], "10.0.1.20")
+    assert half.status == "warn" and "tcp/6380" in half.evidence
+    assert half.fix.endswith("--port 6380")
+    _allow(ec2, moto_world.cache_sg, 6380, UserIdGroupPairs=[{"GroupId": moto_world.app_sg}])
+    full = check_security_groups(cache, ec2, Settings(), [moto_world.app_sg], "10.0.1.20")
+    assert full.status == "ok"
+
+
+def _cpu_alarm(cw, name: str, member: str) -> None:
+    cw.put_metric_alarm(
+        AlarmName=name,
+        Namespace="AWS/ElastiCache",
+        MetricName="EngineCPUUtilization",
+        Statistic="Average",
+        Period=300,
+        EvaluationPeriods=2,
+        Threshold=70,
+        ComparisonOperator="GreaterThanThreshold",
+        Dimensions=[{"Name": "CacheClusterId", "Value": member}],
+    )
+
+
+def test_alarms_must_cover_every_member(aws_env):
+    from moto import mock_aws
+
+    members = ["shop-0001-001", "shop-0001-002", "shop-0002-001"]
+    cache = CacheFacts("shop", REPLICATION_GROUP, "available", member_clusters=members)
+    with mock_aws():
+        cw = client("cloudwatch")
+        none = check_alarms(cache, cw)
+        assert none.status == "fail"
+        # EngineCPUUtilization (the engine's thread, in %), Average above 70, for EVERY member
+        assert "--metric-name EngineCPUUtilization" in none.fix
+        assert "--statistic Average" in none.fix and "--threshold 70 " in none.fix
+        assert f"for c in {' '.join(members)}; do" in none.fix
+        assert "Name=CacheClusterId,Value=$c" in none.fix
+        _cpu_alarm(cw, "first-cpu", members[0])
+        partial = check_alarms(cache, cw)
+        assert partial.status == "warn"
+        assert "2 of 3 members" in partial.evidence and members[0] not in partial.fix
+        assert all(m in partial.fix for m in members[1:])
+        for i, member in enumerate(members[1:]):
+            _cpu_alarm(cw, f"cpu-{i}", member)
+        assert check_alarms(cache, cw).status == "ok"
