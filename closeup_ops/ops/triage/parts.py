@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,30 +48,31 @@ def reason(exc: BaseException) -> str:
 def run_parts(
     jobs: dict[str, Callable[[dict[str, Future]], Any]], budget: float
 ) -> dict[str, Part]:
-    """Start every job at once (a job gets the futures of all jobs, to wait on another's
-    result); collect what finished within `budget` seconds."""
+    """Start every job at once, each in its own daemon thread (a job gets the futures of
+    all jobs, to wait on another's result); collect what finished within `budget` seconds.
+    A part still running then is left behind: daemon threads do not hold up the exit, and
+    its socket timeout ends it."""
     import threading
 
     from closeup_ops import errors
 
-    go = threading.Event()  # every future exists before any job looks for another's
     started = time.monotonic()
-    pool = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="triage")
-    futures: dict[str, Future] = {}
+    futures: dict[str, Future] = {name: Future() for name in jobs}
     ended: dict[str, float] = {}
 
-    def timed(name: str, job: Callable[[dict[str, Future]], Any]) -> Any:
-        go.wait()
+    def run(name: str, job: Callable[[dict[str, Future]], Any]) -> None:
         try:
-            return job(futures)
-        finally:
+            result = job(futures)
+        except BaseException as exc:  # noqa: BLE001 - handed to the report
             ended[name] = time.monotonic()
+            futures[name].set_exception(exc)
+        else:
+            ended[name] = time.monotonic()
+            futures[name].set_result(result)
 
     for name, job in jobs.items():
-        futures[name] = pool.submit(timed, name, job)
-    go.set()
+        threading.Thread(target=run, args=(name, job), name=f"triage-{name}", daemon=True).start()
     wait(list(futures.values()), timeout=budget)
-    pool.shutdown(wait=False, cancel_futures=True)
     out: dict[str, Part] = {}
     for name, future in futures.items():
         took = round(ended.get(name, time.monotonic()) - started, 3)
