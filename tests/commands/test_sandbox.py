@@ -417,6 +417,29 @@ def test_moto_is_not_a_runtime_dependency():
     assert any("moto" in dep for dep in project["project"]["optional-dependencies"]["sandbox"])
 
 
+def test_serverless_needs_a_tls_build(cli, monkeypatch):
+    from closeup_ops.local import engines
+
+    monkeypatch.setattr(engines, "missing_features", lambda binary: {"tls": "built without"})
+    r = cli("sandbox", "up", "--serverless", "--no-aws")
+    assert r.code == 2 and len(r.err_lines) == 1
+    assert "needs a server built with TLS" in r.err and "apt-get install" in r.err
+
+
+def test_bastion_needs_sshd(cli, monkeypatch):
+    from closeup_ops.local import bastion
+
+    monkeypatch.setattr(bastion, "sshd_binary", lambda: None)
+    r = cli("sandbox", "up", "--bastion", "--no-aws")
+    assert r.code == 2 and len(r.err_lines) == 1 and "openssh-server" in r.err
+
+
+def test_stale_exports_do_not_block_the_sandbox_commands(cli, tmp_path):
+    # after `sandbox down`, the shell still names the deleted CA file: status still answers
+    r = cli("sandbox", "status", env={"REDIS_CA_CERT": str(tmp_path / "gone.crt")})
+    assert r.code == 2 and "no sandbox is recorded" in r.err
+
+
 def test_down_without_sandbox(cli):
     r = cli("sandbox", "down")
     assert r.code == 2 and "sandbox up" in r.err

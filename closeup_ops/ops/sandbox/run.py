@@ -55,6 +55,7 @@ def up(
             f"a sandbox is already running (state in {state_file()})",
             "use it, or stop it with `closeup-ops sandbox down`",
         )
+    _require_server(tls=with_serverless)
     if with_aws:
         require_moto()
     if with_bastion:
@@ -73,6 +74,23 @@ def up(
         raise
     save_state(sandbox)
     return sandbox
+
+
+def _require_server(tls: bool) -> None:
+    """A server binary, with TLS for the serverless stand-in (one line, exit 2, if not)."""
+    from closeup_ops.local.engines import missing_features
+    from closeup_ops.local.servers import redis_server_binary
+
+    try:
+        binary = redis_server_binary()
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc), "then run `closeup-ops sandbox up` again") from None
+    lacks = missing_features(binary).get("tls") if tls else None
+    if lacks:
+        raise UsageError(
+            f"--serverless needs a server built with TLS: {lacks}",
+            "install redis-server (apt-get install -y redis-server), or leave out --serverless",
+        )
 
 
 def _require_sshd() -> None:
