@@ -171,6 +171,17 @@ def to_markdown(report: Any) -> str:
             elif n.commands_note:
                 lines.append(f"Commands by time on {n.address}: {n.commands_note}")
         lines.append("")
+    if report.shards is not None:
+        b = report.shards
+        lines += ["## Shards", ""]
+        lines += _table(
+            ["primary", "memory", "keys", "ops/s"],
+            [[s.primary, hb(s.used_memory), s.keys, f"{s.ops_per_s:g}"] for s in b.shards],
+        )
+        mem, keys, ops = ("-" if r is None else f"{r:g}x"
+                          for r in (b.memory_ratio, b.keys_ratio, b.ops_ratio))  # fmt: skip
+        lines += [f"Largest shard against the median: memory {mem}, keys {keys}, ops/s {ops}.",
+                  ""]  # fmt: skip
     lines += _slowlog_md(report.slowlog) + _clients_md(report.clients) + _keys_md(report.keys)
     lines += _aws_md(report.aws)
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -258,3 +258,40 @@ def _safe(fn: Any, *args: Any) -> Any:
         return fn(*args)
     except Exception as exc:  # noqa: BLE001 - reported per node
         return exc
+
+
+@dataclass
+class Shard:
+    primary: str
+    used_memory: int
+    keys: int
+    ops_per_s: float
+
+
+@dataclass
+class ShardBalance:
+    shards: list[Shard]
+    # the largest shard against the median shard; None when the median is 0
+    memory_ratio: float | None
+    keys_ratio: float | None
+    ops_ratio: float | None
+
+
+def shard_balance(nodes: list[NodeReport]) -> ShardBalance | None:
+    """Memory, keys and ops per shard (its primary) and the largest against the median."""
+    import statistics
+
+    primaries = [n for n in nodes if n.role == "master"]
+    if len(primaries) < 2:
+        return None
+
+    def ratio(values: list[float]) -> float | None:
+        median = statistics.median(values)
+        return round(max(values) / median, 2) if median > 0 else None
+
+    return ShardBalance(
+        shards=[Shard(n.address, n.used_memory, n.keys, n.ops_per_s) for n in primaries],
+        memory_ratio=ratio([n.used_memory for n in primaries]),
+        keys_ratio=ratio([n.keys for n in primaries]),
+        ops_ratio=ratio([n.ops_per_s for n in primaries]),
+    )

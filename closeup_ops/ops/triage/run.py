@@ -50,6 +50,7 @@ class TriageReport:
     clients: Any
     keys: Any
     aws: AwsPart | None
+    shards: Any = None  # collect.ShardBalance, in cluster mode
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -111,7 +112,7 @@ def triage(
     sleep: Any = time.sleep,
 ) -> TriageReport:
     from closeup_ops.ops.triage.clients import collect_clients
-    from closeup_ops.ops.triage.collect import all_nodes, collect_nodes
+    from closeup_ops.ops.triage.collect import all_nodes, collect_nodes, shard_balance
     from closeup_ops.ops.triage.keys import sample_keys
     from closeup_ops.ops.triage.slowlog import collect_slowlog
 
@@ -155,6 +156,8 @@ def triage(
         keys=parts["keys"].data,
         aws=parts["aws"].data if "aws" in parts else None,
     )
+    if report.nodes and report.cluster:
+        report.shards = shard_balance(report.nodes)
     if not aws:
         report.parts.append(PartStatus("aws", False, "skipped: --no-aws", 0.0))
     aws_data = report.aws

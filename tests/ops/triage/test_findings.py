@@ -83,6 +83,11 @@ def test_healthy_cluster_and_replicated_have_no_findings(cli, redis_cluster, red
     assert doc["findings"] == [] and doc["cluster"] is True
     roles = sorted(n["role"] for n in doc["nodes"])
     assert roles == ["master"] * 3 + ["slave"] * 3
+    assert len(doc["shards"]["shards"]) == 3 and doc["shards"]["memory_ratio"] < 2
+    human = cli("triage", "--no-aws", "--interval", "0.5",
+                env={"REDIS_HOST": redis_cluster.entry.host,
+                     "REDIS_PORT": str(redis_cluster.entry.port)})  # fmt: skip
+    assert "## Shards" in human.out and "Largest shard against the median: memory" in human.out
     for s in (redis_replicated.primary, redis_replicated.replica):
         r, doc = triage(cli, s)
         assert r.code == 0, r.err
@@ -330,6 +335,10 @@ def test_one_shard_much_fuller_than_the_others(cli, tmp_path):
     f = findings(doc)["shard-imbalance"]
     assert f"{fat.host}:{fat.port}" in f["title"] or f"{fat.port}" in f["title"]
     assert "memory by shard" in f["evidence"][0]
+    shards = {x["primary"]: x for x in doc["shards"]["shards"]}
+    assert len(shards) == 3 and shards[f"{fat.host}:{fat.port}"]["keys"] == 400
+    assert doc["shards"]["memory_ratio"] >= 2
+    assert doc["shards"]["keys_ratio"] is None  # two shards hold no keys: no median to compare
 
 
 # --- hit rate -------------------------------------------------------------------------------
