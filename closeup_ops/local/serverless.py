@@ -8,7 +8,8 @@ What a client meets on a real serverless endpoint, on this machine:
   (cluster-announce-hostname + cluster-preferred-endpoint-type hostname), as serverless does;
 - a reader port: a cluster replica on a second TLS port (it stands for 6380);
 - an ACL user with a password, the default user switched off;
-- KEYS refused (renamed away), as on serverless.
+- KEYS refused (renamed away), as on serverless, and ElastiCache's restricted commands
+  (CONFIG, DEBUG, SAVE, SHUTDOWN, ...).
 
 The password lives in each node's config file (mode 600), never on a command line.
 """
@@ -33,6 +34,12 @@ from closeup_ops.local.servers import (
 )
 
 USERNAME = "closeup-app"
+# What ElastiCache refuses on every cache (AWS docs, "Restricted commands"); KEYS too here,
+# as the SPEC says of serverless.
+RESTRICTED = (
+    "BGREWRITEAOF", "BGSAVE", "CONFIG", "DEBUG", "MIGRATE",
+    "REPLICAOF", "SAVE", "SLAVEOF", "SHUTDOWN", "SYNC",
+)  # fmt: skip
 
 
 @dataclass
@@ -109,6 +116,7 @@ def _config(
         f"masteruser {stand_in.username}",
         f"masterauth {stand_in.password}",
         'rename-command KEYS ""',
+        *[f'rename-command {name} ""' for name in RESTRICTED],
         "repl-diskless-sync-delay 0",
     ]
     if replica:

@@ -193,6 +193,10 @@ def test_default_user_is_off_and_keys_is_refused(serverless):
     )
     with pytest.raises(redis.ResponseError, match="unknown command"):
         client.execute_command("KEYS", "*")
+    # and what ElastiCache restricts on every cache (AWS docs: "Restricted commands")
+    for command in (("CONFIG", "GET", "maxmemory"), ("DEBUG", "SLEEP", "0"), ("BGSAVE",)):
+        with pytest.raises(redis.ResponseError, match="unknown command"):
+            client.execute_command(*command)
     client.close()
     # the tool SCANs, so `keys` works where KEYS does not
     r = serverless.co("keys 'otp:*' --limit 3 --json")
