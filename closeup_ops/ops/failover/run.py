@@ -264,7 +264,7 @@ def _measure(
         lost = None
         notes.append(f"read-back of acknowledged writes failed: {type(exc).__name__}: {exc}")
     _cleanup(probe)
-    aws = _aws_after(elasticache, group, started_at, notes) if group is not None else None
+    aws = _aws_after(elasticache, group, started_at, notes, before, after) if group else None
     outages = find_outages(probe.attempts, end)
     app = app_summary(public_url(opts.probe_url), poller.polls, outages) if poller else None
     summary = summarize(probe.attempts, outages, lost, probe.redirects, app)
@@ -363,13 +363,22 @@ def _cleanup(probe: Probe) -> None:
 
 
 def _aws_after(
-    client: Any, group: trig.AwsGroup, started: datetime.datetime, notes: list[str]
+    client: Any,
+    group: trig.AwsGroup,
+    started: datetime.datetime,
+    notes: list[str],
+    before: NodeIdentity | None,
+    after: NodeIdentity | None,
 ) -> AwsSection:
-    section = AwsSection(group.replication_group, group.node_group, group.primary_node, None)
+    # cluster mode on: AWS names no CurrentRole, the nodes say who is primary
+    first = group.primary_node or trig.node_name(group, before)
+    section = AwsSection(group.replication_group, group.node_group, first, None)
     ended = datetime.datetime.now(datetime.timezone.utc)
     try:
-        section.events = trig.collect_events(client, group, started, ended)
-        section.primary_after = trig.aws_primary_now(client, group)
+        section.events, capped = trig.collect_events(client, group, started, ended)
+        if capped:
+            notes.append(capped)
+        section.primary_after = trig.aws_primary_now(client, group) or trig.node_name(group, after)
     except Exception as exc:
         notes.append(f"AWS events not collected: {errors.classify(exc).line()}")
     return section

@@ -30,6 +30,15 @@ class AwsGroup:
     primary_node: str | None  # cache cluster id of the node group's primary
     members: list[str] = field(default_factory=list)
     slots: set[int] | None = field(default=None, repr=False)  # cluster mode: its hash slots
+    cluster_mode: bool = False
+    # "host:port" of each member's node (DescribeCacheClusters CacheNodes) -> cache cluster id
+    node_endpoints: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+EVENT_GRACE_S = 30.0  # DescribeEvents keeps being read this long after the run for recovery
+EVENT_POLL_S = 5.0
+EVENT_PAGES = 20  # at most 20 pages of 100 events per listing
+DONE_WORDS = ("completed", "complete", "finished")  # "Failover ... completed", "Finished recovery"
 
 
 @dataclass
@@ -89,7 +98,31 @@ def prepare_aws(client: Any, settings: Settings, shard: str | None) -> AwsGroup:
         primary_node=primary_of(node_group),
         members=list(group.get("MemberClusters", [])),
         slots=parse_slots(node_group.get("Slots")),
+        cluster_mode=bool(group.get("ClusterEnabled")),
+        node_endpoints=_node_endpoints(group.get("_members") or []),
     )
+
+
+def _node_endpoints(members: list[dict[str, Any]]) -> dict[str, str]:
+    out = {}
+    for member in members:
+        for node in member.get("CacheNodes") or []:
+            ep = node.get("Endpoint") or {}
+            if ep.get("Address"):
+                out[f"{ep['Address'].lower().rstrip('.')}:{ep.get('Port')}"] = member[
+                    "CacheClusterId"
+                ]
+    return out
+
+
+def node_name(group: AwsGroup, identity: Any) -> str | None:
+    """The primary as the nodes report it (the probe's NodeIdentity: who answered for its
+    slot), named by its cache cluster id when its address is a member's node endpoint.
+    Needed with cluster mode on, where DescribeReplicationGroups sets no CurrentRole."""
+    if identity is None:
+        return None
+    address = str(identity.address).lower()
+    return group.node_endpoints.get(address) or f"{identity.address} (from the nodes)"
 
 
 def parse_slots(text: str | None) -> set[int] | None:
@@ -149,12 +182,64 @@ test_failover.__test__ = False  # type: ignore[attr-defined]  # not a pytest tes
 
 
 def collect_events(
-    client: Any, group: AwsGroup, started: datetime.datetime, ended: datetime.datetime
-) -> list[AwsEvent]:
-    """DescribeEvents over the run for the group and its member nodes, oldest first."""
+    client: Any,
+    group: AwsGroup,
+    started: datetime.datetime,
+    ended: datetime.datetime,
+    sleep: Callable[[float], None] | None = None,
+    now: Callable[[], datetime.datetime] | None = None,
+) -> tuple[list[AwsEvent], str | None]:
+    """DescribeEvents over the run for the group and its member nodes, oldest first, and a
+    note when a listing was cut at EVENT_PAGES pages. ElastiCache posts the end of a
+    failover ("... completed", "Finished recovery ...") after the writes are back, often
+    after the run: the events are read again every EVENT_POLL_S for up to EVENT_GRACE_S
+    until one such event (since the run started) is there."""
+    import time
+
+    sleep = sleep or time.sleep
+    now = now or (lambda: datetime.datetime.now(datetime.timezone.utc))
     start = started - datetime.timedelta(seconds=60)
+    deadline = now() + datetime.timedelta(seconds=EVENT_GRACE_S)
     end = ended + datetime.timedelta(seconds=5)
-    raw = _events(
+    while True:
+        raw, capped = _listing(client, group, start, end)
+        done = any(
+            _date(e) >= started and any(w in str(e.get("Message", "")).lower() for w in DONE_WORDS)
+            for e in raw
+        )
+        left = (deadline - now()).total_seconds()
+        if done or capped or left <= 0:
+            break
+        sleep(min(EVENT_POLL_S, left))
+        end = now()
+    note = (
+        f"AWS events: a DescribeEvents listing stopped at {EVENT_PAGES * 100} events; "
+        "more happened in the window and are not shown"
+        if capped
+        else None
+    )
+    return sorted((_event(e, started) for e in raw), key=lambda e: e.t), note
+
+
+def _date(e: dict[str, Any]) -> datetime.datetime:
+    date = e["Date"]
+    return date.replace(tzinfo=datetime.timezone.utc) if date.tzinfo is None else date
+
+
+def _event(e: dict[str, Any], started: datetime.datetime) -> AwsEvent:
+    date = _date(e)
+    return AwsEvent(
+        t=round((date - started).total_seconds(), 3),
+        at=date.astimezone(datetime.timezone.utc).isoformat(timespec="seconds"),
+        source=str(e.get("SourceIdentifier", "")),
+        message=str(e.get("Message", "")),
+    )
+
+
+def _listing(
+    client: Any, group: AwsGroup, start: datetime.datetime, end: datetime.datetime
+) -> tuple[list[dict[str, Any]], bool]:
+    raw, capped = _events(
         client,
         SourceIdentifier=group.replication_group,
         SourceType="replication-group",
@@ -162,38 +247,23 @@ def collect_events(
         EndTime=end,
     )
     members = set(group.members)
-    raw += [
-        e
-        for e in _events(client, SourceType="cache-cluster", StartTime=start, EndTime=end)
-        if e.get("SourceIdentifier") in members
-    ]
-    out = []
-    for e in raw:
-        date = e["Date"]
-        if date.tzinfo is None:
-            date = date.replace(tzinfo=datetime.timezone.utc)
-        out.append(
-            AwsEvent(
-                t=round((date - started).total_seconds(), 3),
-                at=date.astimezone(datetime.timezone.utc).isoformat(timespec="seconds"),
-                source=str(e.get("SourceIdentifier", "")),
-                message=str(e.get("Message", "")),
-            )
-        )
-    return sorted(out, key=lambda e: e.t)
+    nodes, capped_nodes = _events(client, SourceType="cache-cluster", StartTime=start, EndTime=end)
+    raw += [e for e in nodes if e.get("SourceIdentifier") in members]
+    return raw, capped or capped_nodes
 
 
-def _events(client: Any, **kwargs: Any) -> list[dict[str, Any]]:
+def _events(client: Any, **kwargs: Any) -> tuple[list[dict[str, Any]], bool]:
+    """(events, capped): bounded to EVENT_PAGES pages of 100."""
     out, marker = [], None
-    for _ in range(20):  # bounded: 20 pages of 100
+    for _ in range(EVENT_PAGES):
         page = client.describe_events(
             MaxRecords=100, **kwargs, **({"Marker": marker} if marker else {})
         )
         out += page.get("Events", [])
         marker = page.get("Marker")
         if not marker:
-            break
-    return out
+            return out, False
+    return out, True
 
 
 # --- self-managed cluster -----------------------------------------------------------------

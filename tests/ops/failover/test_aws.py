@@ -75,12 +75,17 @@ def stub_find_cache(stub: Stubber, desc: dict) -> None:
     stub.add_response(
         "describe_replication_groups", {"ReplicationGroups": [desc]}, {"ReplicationGroupId": GROUP}
     )
-    for member in desc["MemberClusters"]:
-        stub.add_response(
-            "describe_cache_clusters",
-            {"CacheClusters": [{"CacheClusterId": member, "ReplicationGroupId": GROUP}]},
-            {"CacheClusterId": member, "ShowCacheNodeInfo": True},
-        )
+    # the members, from one paginated DescribeCacheClusters
+    stub.add_response(
+        "describe_cache_clusters",
+        {
+            "CacheClusters": [
+                {"CacheClusterId": member, "ReplicationGroupId": GROUP}
+                for member in desc["MemberClusters"]
+            ]
+        },
+        {"ShowCacheNodeInfo": True},
+    )
 
 
 @pytest.fixture
@@ -237,9 +242,12 @@ def test_trigger_none_on_serverless_endpoint_is_not_refused_up_front():
         refuse_serverless(settings, "aws")
 
 
-def test_trigger_aws_shard_picks_the_node_group(redis_plain, settings_for):
+def test_trigger_aws_shard_picks_the_node_group(redis_plain, settings_for, monkeypatch):
     """--shard 2 sends TestFailover for node group 0002 (nothing fails over here: the stub
     only checks the call; the report then notes that no failover was observed)."""
+    from closeup_ops.ops.failover import trigger
+
+    monkeypatch.setattr(trigger, "EVENT_GRACE_S", 0.0)  # no events will come: read them once
     desc = group(NODE1, members=[])
     second = dict(desc["NodeGroups"][0], NodeGroupId="0002")
     desc["NodeGroups"] = [second, desc["NodeGroups"][0]]  # AWS order is not guaranteed
@@ -267,3 +275,185 @@ def test_trigger_aws_shard_picks_the_node_group(redis_plain, settings_for):
     assert report.target == f"{GROUP} node group 0002"
     assert report.summary.lost == 0 and report.summary.failed == 0
     assert any("no failover observed" in note for note in report.notes)
+
+
+# --- issue 12 item 7: cluster mode, late events, capped listings ---------------------------
+
+
+def _cluster_mode_group() -> tuple[dict, list[dict]]:
+    """Cluster mode on: DescribeReplicationGroups sets no CurrentRole (it is documented for
+    cluster mode off only); the members' node endpoints are in DescribeCacheClusters."""
+    suffix = "demo.abc123.use1.cache.amazonaws.com"
+    desc = {
+        "ReplicationGroupId": GROUP,
+        "Status": "available",
+        "AutomaticFailover": "enabled",
+        "ClusterEnabled": True,
+        "MemberClusters": [NODE1, NODE2],
+        "NodeGroups": [
+            {
+                "NodeGroupId": "0001",
+                "Slots": "0-16383",
+                "NodeGroupMembers": [
+                    {"CacheClusterId": n, "CacheNodeId": "0001"} for n in (NODE1, NODE2)
+                ],
+            }
+        ],
+    }
+    members = [
+        {
+            "CacheClusterId": n,
+            "ReplicationGroupId": GROUP,
+            "CacheNodes": [
+                {"CacheNodeId": "0001", "Endpoint": {"Address": f"{n}.{suffix}", "Port": 6379}}
+            ],
+        }
+        for n in (NODE1, NODE2)
+    ]
+    return desc, members
+
+
+def test_cluster_mode_primary_before_and_after_come_from_the_nodes(settings_for):
+    from closeup_ops.ops.failover import run, trigger
+    from closeup_ops.ops.failover.probe import NodeIdentity
+
+    desc, members = _cluster_mode_group()
+    client = elasticache()
+    stub = Stubber(client)
+    stub.add_client_error(
+        "describe_serverless_caches",
+        "ServerlessCacheNotFoundFault",
+        expected_params={"ServerlessCacheName": GROUP},
+    )
+    stub.add_response(
+        "describe_replication_groups", {"ReplicationGroups": [desc]}, {"ReplicationGroupId": GROUP}
+    )
+    stub.add_response(
+        "describe_cache_clusters", {"CacheClusters": members}, {"ShowCacheNodeInfo": True}
+    )
+    with stub:
+        group = trigger.prepare_aws(client, settings_for(cache=GROUP), None)
+    assert group.primary_node is None and group.cluster_mode  # AWS names no role
+    started = datetime.datetime.now(datetime.timezone.utc)
+    node1 = members[0]["CacheNodes"][0]["Endpoint"]
+    node2 = members[1]["CacheNodes"][0]["Endpoint"]
+    before = NodeIdentity(f"{node1['Address']}:{node1['Port']}", "a" * 40)
+    after = NodeIdentity(f"{node2['Address']}:{node2['Port']}", "b" * 40)
+    stub = Stubber(client)
+    done = {
+        "SourceIdentifier": GROUP,
+        "SourceType": "replication-group",
+        "Message": "Failover to replica node demo-0001-002 completed",
+        "Date": started + datetime.timedelta(seconds=3),
+    }
+    stub.add_response("describe_events", {"Events": [done]})
+    stub.add_response("describe_events", {"Events": []})
+    stub.add_response(
+        "describe_replication_groups", {"ReplicationGroups": [desc]}, {"ReplicationGroupId": GROUP}
+    )
+    notes: list[str] = []
+    with stub:
+        section = run._aws_after(client, group, started, notes, before, after)
+    assert (section.primary_before, section.primary_after) == (NODE1, NODE2)
+    assert notes == []
+    # a node address that is no member's endpoint (e.g. an announced IP) is shown as such
+    ip = NodeIdentity("10.0.1.5:6379", "c" * 40)
+    assert trigger.node_name(group, ip) == "10.0.1.5:6379 (from the nodes)"
+
+
+class FakeTime:
+    def __init__(self, start: datetime.datetime):
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> datetime.datetime:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += datetime.timedelta(seconds=seconds)
+
+
+def _aws_group():
+    from closeup_ops.ops.failover.trigger import AwsGroup
+
+    return AwsGroup(GROUP, "0001", NODE1, members=[NODE1, NODE2])
+
+
+def test_recovery_events_after_the_run_are_collected_for_a_grace_period():
+    from closeup_ops.ops.failover import trigger
+
+    started = datetime.datetime(2026, 1, 13, 10, 0, 0, tzinfo=datetime.timezone.utc)
+    ended = started + datetime.timedelta(seconds=30)
+    clock = FakeTime(ended)
+    called = {
+        "SourceIdentifier": GROUP,
+        "SourceType": "replication-group",
+        "Message": "Test Failover API called for node group 0001",
+        "Date": started + datetime.timedelta(seconds=2),
+    }
+    late = {
+        "SourceIdentifier": NODE1,
+        "SourceType": "cache-cluster",
+        "Message": "Finished recovery for cache nodes 0001",
+        "Date": ended + datetime.timedelta(seconds=8),
+    }
+    client = elasticache()
+    stub = Stubber(client)
+    group_params = {
+        "SourceIdentifier": GROUP,
+        "SourceType": "replication-group",
+        "StartTime": started - datetime.timedelta(seconds=60),
+        "MaxRecords": 100,
+    }
+    node_params = {"SourceType": "cache-cluster", "StartTime": group_params["StartTime"]}
+    # at the end of the run: only the API call is listed
+    stub.add_response(
+        "describe_events",
+        {"Events": [called]},
+        dict(group_params, EndTime=ended + datetime.timedelta(seconds=5)),
+    )
+    stub.add_response(
+        "describe_events",
+        {"Events": []},
+        dict(node_params, EndTime=ended + datetime.timedelta(seconds=5), MaxRecords=100),
+    )
+    # one poll later the recovery is there
+    later = ended + datetime.timedelta(seconds=trigger.EVENT_POLL_S)
+    stub.add_response("describe_events", {"Events": [called]}, dict(group_params, EndTime=later))
+    stub.add_response(
+        "describe_events", {"Events": [late]}, dict(node_params, EndTime=later, MaxRecords=100)
+    )
+    with stub:
+        events, capped = trigger.collect_events(
+            client, _aws_group(), started, ended, clock.sleep, clock
+        )
+        stub.assert_no_pending_responses()
+    assert [e.message for e in events] == [called["Message"], late["Message"]]
+    assert events[-1].t == 38.0 and capped is None
+    assert clock.sleeps == [trigger.EVENT_POLL_S]
+
+
+def test_a_capped_event_listing_says_so():
+    from closeup_ops.ops.failover import trigger
+
+    started = datetime.datetime(2026, 1, 13, 10, 0, 0, tzinfo=datetime.timezone.utc)
+    clock = FakeTime(started + datetime.timedelta(seconds=30))
+    event = {
+        "SourceIdentifier": GROUP,
+        "SourceType": "replication-group",
+        "Message": "Modification applied",
+        "Date": started,
+    }
+    client = elasticache()
+    stub = Stubber(client)
+    for page in range(trigger.EVENT_PAGES):  # every page says there is more
+        stub.add_response("describe_events", {"Events": [event], "Marker": f"m{page + 1}"})
+    stub.add_response("describe_events", {"Events": []})
+    with stub:
+        events, capped = trigger.collect_events(
+            client, _aws_group(), started, clock.now, clock.sleep, clock
+        )
+    assert len(events) == trigger.EVENT_PAGES
+    assert capped is not None and "stopped at 2000 events" in capped
+    assert clock.sleeps == []  # capped: no grace polling on top
