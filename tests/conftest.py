@@ -34,8 +34,34 @@ _SCRUB_PREFIXES = ("REDIS_", "ELASTICACHE_", "BASTION_", "AWS_")
 def pytest_report_header(config):
     from closeup_ops.local.servers import ENGINE_ENV, server_binary, server_engine
 
-    engine = server_engine()
-    return f"server engine: {engine} ({server_binary(engine)}; {ENGINE_ENV}=redis|valkey)"
+    try:
+        engine = server_engine()
+        binary = server_binary(engine)
+    except (ValueError, FileNotFoundError) as exc:
+        return f"server engine: {exc}"
+    return f"server engine: {engine} ({binary}; {ENGINE_ENV}=redis|valkey)"
+
+
+# What closeup-ops does wrong on Valkey and nobody has fixed yet: marked xfail in the Valkey
+# pass (shown with the reason in the summary, never silently skipped); remove an entry with
+# its fix. What a Valkey build lacks (TLS) is a skip in the fixture instead (redis_tls).
+VALKEY_KNOWN_BUGS = {
+    "tests/ops/keyspace/test_keys.py::test_delete_keys_counts_and_audits": (
+        "Valkey 9's SCAN returns a key again when keys are UNLINKed behind the cursor "
+        "(SCAN allows duplicates): keys --delete counts them in matched and against --limit"
+    ),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    from closeup_ops.local.servers import ENGINE_ENV
+
+    if os.environ.get(ENGINE_ENV, "").strip().lower() != "valkey":
+        return
+    for item in items:
+        reason = VALKEY_KNOWN_BUGS.get(item.nodeid)
+        if reason:
+            item.add_marker(pytest.mark.xfail(reason=f"known on Valkey: {reason}", strict=False))
 
 
 @pytest.fixture(autouse=True, scope="session")
