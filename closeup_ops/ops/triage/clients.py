@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from closeup_ops.ops.keyspace.encode import display
-from closeup_ops.ops.triage.parts import Unavailable, reason
+from closeup_ops.ops.triage.parts import Unavailable, each_node, reason
 
 OWN_NAME = "closeup-ops"
 IDLE_S = 3600  # idle for an hour or more: a leaked or forgotten connection
@@ -83,11 +83,9 @@ def _int(fields: dict[str, str], key: str) -> int:
 def collect_clients(nodes: list[tuple[str, Any]], top: int = 10) -> Clients:
     rows: list[tuple[str, dict[str, str]]] = []
     unavailable = []
-    for address, client in nodes:
-        try:
-            raw = client.execute_command("CLIENT", "LIST")
-        except Exception as exc:  # noqa: BLE001 - reported per node
-            unavailable.append((address, reason(exc)))
+    for address, raw in each_node(nodes, lambda c: c.execute_command("CLIENT", "LIST")):
+        if isinstance(raw, Exception):
+            unavailable.append((address, reason(raw)))
             continue
         rows += [(address, f) for f in parse_client_list(raw)]
     if not rows and unavailable:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from closeup_ops.ops.stats import node_stats
-from closeup_ops.ops.triage.parts import Unavailable, reason
+from closeup_ops.ops.triage.parts import Unavailable, each_node, reason
 
 SECTIONS = ("server", "clients", "memory", "stats", "replication", "cpu", "keyspace", "errorstats")
 
@@ -237,10 +236,9 @@ def collect_nodes(
 ) -> tuple[list[NodeReport], list[tuple[str, str]]]:
     """Every node read twice, `interval` apart, all nodes at once.
     Returns (reports, [(address, why unavailable)])."""
-    with ThreadPoolExecutor(max_workers=min(16, len(nodes)) or 1) as pool:
-        firsts = list(pool.map(lambda n: _safe(_read, n[1]), nodes))
-        sleep(interval)
-        seconds = list(pool.map(lambda n: _safe(_read, n[1]), nodes))
+    firsts = [r for _, r in each_node(nodes, _read)]
+    sleep(interval)
+    seconds = [r for _, r in each_node(nodes, _read)]
     reports, missing = [], []
     for (address, _), first, second in zip(nodes, firsts, seconds, strict=True):
         if isinstance(first, BaseException) or isinstance(second, BaseException):
@@ -251,13 +249,6 @@ def collect_nodes(
     if not reports:
         raise Unavailable("; ".join(f"{a}: {w}" for a, w in missing) or "no nodes")
     return reports, missing
-
-
-def _safe(fn: Any, *args: Any) -> Any:
-    try:
-        return fn(*args)
-    except Exception as exc:  # noqa: BLE001 - reported per node
-        return exc
 
 
 @dataclass

@@ -13,8 +13,10 @@ not touch a key's LRU/LFU clock, so sampling does not make keys look hot.
 from __future__ import annotations
 
 import heapq
+import threading
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,19 +165,31 @@ def sample_keys(
     per_node: dict[str, int] = {}
     unavailable: list[tuple[str, str]] = []
     not_lfu: dict[str, str] = {}
-    for address, client in primaries:
-        policy = policies.get(address)
-        lfu = policy is not None and "lfu" in policy
+    lock = threading.Lock()
+
+    def one(node: tuple[str, Any]) -> tuple[int, Exception | None]:
+        address, client = node
+        lfu = "lfu" in (policies.get(address) or "")
         seen = 0
         try:
             for keys in _scanned(client) if full else _sampled(client, budget):
-                for key, mem, pttl, freq in _describe(client, keys, lfu):
-                    seen += acc.add(address, key, mem, pttl, freq)
+                rows = _describe(client, keys, lfu)
+                with lock:
+                    for key, mem, pttl, freq in rows:
+                        seen += acc.add(address, key, mem, pttl, freq)
         except Exception as exc:  # noqa: BLE001 - reported per node
+            return seen, exc
+        return seen, None
+
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(primaries)))) as pool:
+        results = list(pool.map(one, primaries))
+    for (address, _), (seen, exc) in zip(primaries, results, strict=True):
+        if exc is not None:
             unavailable.append((address, reason(exc)))
             if not seen:
                 continue
-        if not lfu:
+        policy = policies.get(address)
+        if "lfu" not in (policy or ""):
             not_lfu[address] = policy or "unknown"
         per_node[address] = seen
     if not per_node:

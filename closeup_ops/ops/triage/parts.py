@@ -94,3 +94,21 @@ def after(futures: dict[str, Future], name: str) -> Any:
         return future.result()
     except Exception as exc:
         raise Unavailable(f"needs {name}, which failed: {reason(exc)}") from None
+
+
+def each_node(nodes: list[tuple[str, Any]], fn: Callable[[Any], Any]) -> list[tuple[str, Any]]:
+    """fn(client) for every node, up to 16 at a time: [(address, result or exception)],
+    in the nodes' order. A node's failure is its result, not everyone's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def safe(client: Any) -> Any:
+        try:
+            return fn(client)
+        except Exception as exc:  # noqa: BLE001 - the caller reports it per node
+            return exc
+
+    if len(nodes) <= 1:
+        return [(address, safe(client)) for address, client in nodes]
+    with ThreadPoolExecutor(max_workers=min(16, len(nodes))) as pool:
+        results = list(pool.map(safe, [client for _, client in nodes]))
+    return [(address, r) for (address, _), r in zip(nodes, results, strict=True)]

@@ -17,7 +17,7 @@ from typing import Any
 
 from closeup_ops.ops.keyspace.encode import display
 from closeup_ops.ops.keyspace.summary import NO_NAMESPACE, namespace_of
-from closeup_ops.ops.triage.parts import Unavailable, reason
+from closeup_ops.ops.triage.parts import Unavailable, each_node, reason
 
 ENTRIES = 128  # the default slowlog-max-len
 NUMKEYS = {"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"}
@@ -97,13 +97,12 @@ def collect_slowlog(
     entries: list[tuple[int, int, list[bytes], str, str]] = []  # ts, us, args, host, name
     unavailable: list[tuple[str, str]] = []
     some_client = None
-    for address, client in nodes:
-        try:
-            raw = client.execute_command("SLOWLOG", "GET", ENTRIES)
-        except Exception as exc:  # noqa: BLE001 - reported per node
-            unavailable.append((address, reason(exc)))
+    clients = dict(nodes)
+    for address, raw in each_node(nodes, lambda c: c.execute_command("SLOWLOG", "GET", ENTRIES)):
+        if isinstance(raw, Exception):
+            unavailable.append((address, reason(raw)))
             continue
-        some_client = some_client or client
+        some_client = some_client or clients[address]
         for e in raw or []:
             ts, us, args = int(e[1]), int(e[2]), list(e[3])
             if ts < now - since_s:
@@ -159,11 +158,9 @@ def collect_slowlog(
 
 def _latency(nodes: list[tuple[str, Any]]) -> tuple[list[LatencyEvent], str | None]:
     out, refused = [], []
-    for address, client in nodes:
-        try:
-            raw = client.execute_command("LATENCY", "LATEST")
-        except Exception as exc:  # noqa: BLE001 - said, not hidden
-            refused.append(f"{address}: {reason(exc)}")
+    for address, raw in each_node(nodes, lambda c: c.execute_command("LATENCY", "LATEST")):
+        if isinstance(raw, Exception):
+            refused.append(f"{address}: {reason(raw)}")
             continue
         for e in raw or []:
             out.append(

@@ -163,7 +163,8 @@ def test_slow_commands_by_namespace_never_values(cli, server):
     assert r.code == 0, r.err
     f = findings(doc)["slow-commands"]
     by_command = {c["command"]: c for c in doc["slowlog"]["commands"]}
-    assert set(by_command) == {"DEBUG", "EVAL"}
+    # (on a loaded machine a TIME inside the script can cross the threshold too)
+    assert {"DEBUG", "EVAL"} <= set(by_command) <= {"DEBUG", "EVAL", "TIME"}
     assert by_command["EVAL"]["namespaces"] == [["secret:", 1]]
     assert by_command["DEBUG"]["max_ms"] >= 50 and by_command["EVAL"]["max_ms"] >= 30
     assert "slow command" in f["title"]
