@@ -38,6 +38,7 @@ ACTIONS = (
     "DeleteServerlessCacheSnapshot",
     "CreateServerlessCache",
     "DeleteServerlessCache",
+    "DescribeEvents",  # moto has none; answered from what happened here (serverless)
 )
 
 
@@ -61,7 +62,20 @@ class ServerlessState:
         self.delay = delay
         self.caches: dict[str, dict[str, Any]] = {}
         self.snapshots: dict[str, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []
         self.lock = threading.Lock()
+
+    def _event(self, region: str, cache: str, message: str) -> None:
+        self.events.append(
+            {
+                "SourceIdentifier": cache,
+                "SourceType": "serverless-cache",
+                "Message": message,
+                "Date": _now(),
+                "_region": region,
+                "_seq": len(self.events),  # order within one second
+            }
+        )
 
     # --- status clock ---------------------------------------------------------------
 
@@ -76,6 +90,19 @@ class ServerlessState:
                     del table[name]
                 else:
                     item["Status"], item["_due"] = "available", None
+                self._on_done(item)
+
+    def _on_done(self, item: dict[str, Any]) -> None:
+        """The event AWS records when a change completes."""
+        gone = item["Status"] == "deleting"
+        if "ServerlessCacheSnapshotName" in item:
+            cache = item["ServerlessCacheConfiguration"]["ServerlessCacheName"]
+            what = "deleted" if gone else "completed"
+            message = f"Snapshot {item['ServerlessCacheSnapshotName']} {what}"
+        else:
+            cache = item["ServerlessCacheName"]
+            message = "Serverless cache deleted" if gone else "Serverless cache created"
+        self._event(item["_region"], cache, message)
 
     def _later(self) -> float:
         return time.monotonic() + self.delay
@@ -127,6 +154,22 @@ class ServerlessState:
                 params, region
             )
 
+    def _describe_events(self, p: dict[str, Any], region: str) -> dict[str, Any]:
+        """Newest first, within StartTime/EndTime (or the last Duration minutes, default 60)."""
+        end = _parse_time(p.get("EndTime")) or _now() + datetime.timedelta(seconds=1)
+        start = _parse_time(p.get("StartTime")) or end - datetime.timedelta(
+            minutes=int(p.get("Duration") or 60)
+        )
+        found = [
+            e
+            for e in self.events
+            if e["_region"] == region
+            and start <= e["Date"] <= end
+            and p.get("SourceIdentifier") in (None, e["SourceIdentifier"])
+            and p.get("SourceType") in (None, e["SourceType"])
+        ]
+        return {"Events": sorted(found, key=lambda e: (e["Date"], e["_seq"]), reverse=True)}
+
     def _describe_serverless_caches(self, p: dict[str, Any], region: str) -> dict[str, Any]:
         if p.get("ServerlessCacheName"):
             return {"ServerlessCaches": [self._cache(p["ServerlessCacheName"], region)]}
@@ -164,6 +207,7 @@ class ServerlessState:
             raise Fault(
                 "ServerlessCacheSnapshotAlreadyExistsFault", f"Snapshot {name} already exists"
             )
+        self._event(region, cache["ServerlessCacheName"], f"Snapshot {name} started")
         return {"ServerlessCacheSnapshot": self._new_snapshot(name, cache, region, "manual")}
 
     def _new_snapshot(
@@ -258,6 +302,16 @@ class ServerlessState:
             self._new_snapshot(final, cache, region, "manual")
         cache["Status"], cache["_due"] = "deleting", self._later()
         return {"ServerlessCache": cache}
+
+
+def _parse_time(value: str | None) -> datetime.datetime | None:
+    """A query-protocol timestamp (ISO 8601, as botocore sends it)."""
+    if not value:
+        return None
+    parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed
 
 
 def _required(p: dict[str, Any], name: str) -> Any:

@@ -269,6 +269,7 @@ def test_aws_commands_run_on_serverless_without_a_warning(serverless):
         ("sg show --json", 0),
         ("doctor --json", 0),
         ("stats --json", 0),
+        ("events --json", 0),
     ]
     out = {}
     for args, want in steps:
@@ -287,6 +288,8 @@ def test_aws_commands_run_on_serverless_without_a_warning(serverless):
     r = serverless.co("caches --json")
     names = {c["name"]: c["kind"] for c in json.loads(r.stdout)}
     assert names["demo-copy"] == "serverless"
+    events = [e["message"] for e in out["events"]["events"]]
+    assert "Snapshot demo-rehearsal completed" in events
     doctor = {c["name"]: c["status"] for c in out["doctor"]["checks"]}
     assert doctor["aws-cache"] == "ok" and doctor["backups"] == "ok" and doctor["alarms"] == "ok"
 

@@ -174,6 +174,29 @@ def test_snapshot_create_list_restore_delete(front):
     assert deleted["Status"] == "deleting"
 
 
+def test_events_of_what_happened_here(front):
+    url, state = front
+    ec = client(url)
+    adopt(url, ServerlessCacheName="evented", Endpoint={"Address": "ev", "Port": 1})
+    ec.create_serverless_cache_snapshot(
+        ServerlessCacheSnapshotName="ev-snap", ServerlessCacheName="evented"
+    )
+
+    def snap() -> dict:
+        return ec.describe_serverless_cache_snapshots(ServerlessCacheSnapshotName="ev-snap")[
+            "ServerlessCacheSnapshots"
+        ][0]
+
+    wait_status(snap, "available")
+    got = ec.describe_events(SourceIdentifier="evented", SourceType="serverless-cache")
+    messages = [e["Message"] for e in got["Events"]]
+    assert messages == ["Snapshot ev-snap completed", "Snapshot ev-snap started"]  # newest first
+    assert all(e["SourceType"] == "serverless-cache" for e in got["Events"])
+    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    assert ec.describe_events(SourceIdentifier="evented", StartTime=later)["Events"] == []
+    assert ec.describe_events(SourceIdentifier="other-cache")["Events"] == []
+
+
 def test_faults_carry_the_models_codes(front):
     url, _ = front
     ec = client(url)
