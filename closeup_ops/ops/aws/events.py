@@ -17,6 +17,7 @@ from closeup_ops.ops.aws.lookup import CACHE_CLUSTER, REPLICATION_GROUP, SERVERL
 KEPT_S = 14 * 86400  # DescribeEvents returns at most the last 14 days
 PAGE = 100
 MAX_PAGES = 20  # per source: 2,000 events is more than an incident reads
+MEMBER_CALLS = 10  # more members than this: one call for every cache-cluster event, filtered
 
 # Words in an event's message -> what kind of event it is (first match wins).
 KINDS = [
@@ -82,14 +83,16 @@ def _iso(value: Any) -> str | None:
     return str(value)
 
 
-def sources_of(cache: CacheFacts) -> list[tuple[str, str]]:
-    """(SourceType, SourceIdentifier) whose events are the cache's."""
+def sources_of(cache: CacheFacts) -> list[tuple[str, str | None]]:
+    """(SourceType, SourceIdentifier) whose events are the cache's. A group with more than
+    MEMBER_CALLS members is asked for all cache-cluster events once (None), filtered here."""
     if cache.kind == SERVERLESS:
         return [("serverless-cache", cache.name)]
     if cache.kind == REPLICATION_GROUP:
-        return [("replication-group", cache.name)] + [
-            ("cache-cluster", m) for m in cache.member_clusters
-        ]
+        members = cache.member_clusters
+        if len(members) > MEMBER_CALLS:
+            return [("replication-group", cache.name), ("cache-cluster", None)]
+        return [("replication-group", cache.name)] + [("cache-cluster", m) for m in members]
     return [("cache-cluster", cache.name)]
 
 
@@ -120,31 +123,34 @@ def cache_events(
     sources = sources_of(cache)
     events: list[CacheEvent] = []
     truncated = False
+    members = set(cache.member_clusters)
     for source_type, ident in sources:
+        named = {"SourceIdentifier": ident} if ident else {}
         raw, cut = _pages(
             ec.describe_events,
             "Events",
-            SourceIdentifier=ident,
+            **named,
             SourceType=source_type,
             StartTime=start,
             EndTime=end,
         )
         truncated |= cut
+        if ident is None:
+            raw = [e for e in raw if e.get("SourceIdentifier") in members]
         for e in raw:
             message = str(e.get("Message", ""))
             events.append(
                 CacheEvent(
                     at=_iso(e.get("Date")) or "",
-                    source=str(e.get("SourceIdentifier", ident)),
+                    source=str(e.get("SourceIdentifier", ident or "?")),
                     source_type=str(e.get("SourceType", source_type)),
                     kind=kind_of(message),
                     message=message,
                 )
             )
     events.sort(key=lambda e: e.at, reverse=True)
-    report = EventsReport(
-        cache.name, cache.kind, since_s, [s for _, s in sources], events, truncated, note=note
-    )
+    names = [cache.name] + (cache.member_clusters if cache.kind == REPLICATION_GROUP else [])
+    report = EventsReport(cache.name, cache.kind, since_s, names, events, truncated, note=note)
     report.updates, report.updates_note = update_actions(ec, cache)
     return report
 

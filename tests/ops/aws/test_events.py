@@ -133,3 +133,27 @@ def test_kinds_from_messages():
     assert kind_of("Service update elasticache-2026 applied") == "maintenance"
     assert kind_of("Snapshot succeeded for snapshot with ID 'demo-x'") == "snapshot"
     assert kind_of("Something unusual") == "other"
+
+
+def test_a_group_with_many_members_is_asked_once_for_its_members_events():
+    members = [f"big-{i:04d}-001" for i in range(1, 13)]  # 12 shards
+    ec, stub = stubbed("elasticache")
+    expect_events(stub, "replication-group", "big", [[]])
+    start = NOW - dt.timedelta(seconds=3600)
+    stub.add_response(
+        "describe_events",
+        {
+            "Events": [
+                event(3, "big-0007-001", "Cache node 0001 restarted"),
+                event(4, "other-cache-001", "Cache node 0001 restarted"),  # not ours
+            ]
+        },
+        {"SourceType": "cache-cluster", "StartTime": start, "EndTime": NOW, "MaxRecords": 100},
+    )
+    stub.add_response("describe_update_actions", {"UpdateActions": []}, None)
+    facts = CacheFacts("big", "replication-group", "available", member_clusters=members)
+    with stub:
+        report = cache_events(ec, facts, 3600, now=NOW)
+    stub.assert_no_pending_responses()
+    assert [e.source for e in report.events] == ["big-0007-001"]
+    assert report.sources == ["big", *members]
