@@ -184,7 +184,9 @@ def to_markdown(report: Any) -> str:
                   ""]  # fmt: skip
     lines += _slowlog_md(report.slowlog) + _clients_md(report.clients) + _keys_md(report.keys)
     lines += _aws_md(report.aws)
-    return "\n".join(lines).rstrip("\n") + "\n"
+    import re
+
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).rstrip("\n") + "\n"
 
 
 def _slowlog_md(s: Any) -> list[str]:
