@@ -1,11 +1,12 @@
 """moto with the ElastiCache Serverless APIs it lacks, for `closeup-ops sandbox`.
 
-One process: moto's own WSGI app behind a small front that answers six actions itself -
+One process: moto's own WSGI app behind a small front that answers seven actions itself -
 DescribeServerlessCaches, DescribeServerlessCacheSnapshots, CreateServerlessCacheSnapshot,
-DeleteServerlessCacheSnapshot, CreateServerlessCache (SnapshotArnsToRestore) and
-DeleteServerlessCache - in the AWS query protocol. Requests are read and responses written
-through botocore's own service model (member names, list member names, timestamps), so a
-botocore client parses every field. Everything else goes to moto unchanged.
+DeleteServerlessCacheSnapshot, CreateServerlessCache (SnapshotArnsToRestore),
+DeleteServerlessCache, and DescribeEvents (which moto lacks) - in the AWS query protocol.
+Requests are read and responses written through botocore's own service model (member names,
+list member names, timestamps), so a botocore client parses every field. Everything else
+goes to moto unchanged.
 
 New caches and snapshots are `creating` for `--delay` seconds, then `available`; deleted
 ones are `deleting` for the same time, then gone. The sandbox registers its stand-in cache
