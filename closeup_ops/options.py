@@ -83,7 +83,7 @@ AWS = [
         "region",
         Optional[str],
         "--region",
-        help="AWS region (AWS_REGION); else from the endpoint name.",
+        help="AWS region (default: the endpoint name's, else AWS_REGION).",
         panel=AWS_PANEL,
     ),
 ]
