@@ -450,3 +450,41 @@ def test_stale_exports_do_not_block_the_sandbox_commands(cli, tmp_path):
 def test_down_without_sandbox(cli):
     r = cli("sandbox", "down")
     assert r.code == 2 and "sandbox up" in r.err
+
+
+@pytest.mark.slow
+def test_a_killed_up_leaves_what_down_can_stop(tmp_path):
+    """`up` records each process as it starts: SIGKILL it half-way and `down` still stops
+    what did start (and deletes a namespace it made)."""
+    import signal
+    import time
+
+    pytest.importorskip("moto")
+    user = User(tmp_path)
+    state = tmp_path / "state/closeup-ops/sandbox/state.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "closeup_ops", "sandbox", "up", "--serverless"],
+        env=user.env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+
+    def recorded() -> list[dict]:
+        try:
+            return json.loads(state.read_text())["processes"]
+        except (OSError, ValueError):
+            return []
+
+    while len(recorded()) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    # still starting the serverless stand-in (its cluster takes seconds to settle)
+    assert proc.poll() is None, "up ended before anything was recorded"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    pids = [p["pid"] for p in recorded()]
+    assert pids, "up recorded nothing before it was killed"
+    r = user.co("sandbox down --json")
+    assert r.returncode == 0, r.stderr
+    assert not [pid for pid in pids if _alive(pid)]

@@ -55,6 +55,8 @@ def up(
             f"a sandbox is already running (state in {state_file()})",
             "use it, or stop it with `closeup-ops sandbox down`",
         )
+    if existing:  # a sandbox whose processes all died: clear what it left (a namespace)
+        _teardown(existing)
     _require_server(tls=with_serverless)
     if with_aws:
         require_moto()
@@ -71,6 +73,7 @@ def up(
         _start_all(sandbox, directory, with_cluster, with_aws, with_serverless, with_bastion)
     except BaseException:
         _teardown(sandbox)
+        state_file().unlink(missing_ok=True)
         raise
     save_state(sandbox)
     return sandbox
@@ -122,6 +125,7 @@ def _start_all(
     )
     processes.append(record("primary", pair.primary.pid or 0, pair.primary.port))
     processes.append(record("replica", pair.replica.pid or 0, pair.replica.port))
+    save_state(sandbox)  # after every start: a killed `up` leaves what `down` can stop
     sandbox.replicated = {"primary": pair.primary.address, "replica": pair.replica.address}
     sandbox.exports.update(REDIS_HOST=LOOPBACK, REDIS_PORT=str(pair.primary.port))
     import redis
@@ -137,6 +141,7 @@ def _start_all(
             record(f"cluster-node{i}", n.pid or 0, n.port) for i, n in enumerate(cluster.nodes)
         ]
         sandbox.cluster_entry = cluster.entry.address
+        save_state(sandbox)
 
     endpoint = None
     vpc = None
@@ -152,6 +157,7 @@ def _start_all(
     if with_aws:
         port, pid = start_aws(directory)
         processes.append(record("moto", pid, port))
+        save_state(sandbox)
         url = f"http://{LOOPBACK}:{port}"
         sandbox.aws = seed_aws(url)
         sandbox.exports.update(aws_exports(url), ELASTICACHE_CACHE=CACHE_NAME)
@@ -181,6 +187,7 @@ def _make_vpc(sandbox: Sandbox, names: list[str]) -> dict[str, str] | None:
         return None
     namespace, host_if, cache_ip, bastion_ip = bastion.make_vpc(names)
     sandbox.namespaces.append({"namespace": namespace, "host_veth": host_if})
+    save_state(sandbox)
     return {"namespace": namespace, "cache_ip": cache_ip, "bastion_ip": bastion_ip}
 
 
@@ -201,6 +208,7 @@ def _start_serverless(
         )
     finally:
         sandbox.processes += [record(n.role, n.pid, n.port) for n in nodes]
+        save_state(sandbox)
     password_file = directory / "serverless" / "password"
     password_file.write_text(s.password)
     password_file.chmod(0o600)
