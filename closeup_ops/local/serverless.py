@@ -20,6 +20,7 @@ import secrets
 import string
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,12 +159,12 @@ def start_serverless(
     cache: str = "demo",
     address: str = LOOPBACK,
     extra_binds: tuple[str, ...] = (),
-    started: list[Node] | None = None,
+    on_start: Callable[[Node], None] | None = None,
 ) -> ServerlessStandIn:
     """Start the primary and the reader, join them, wait until the replica is in sync.
 
-    `started` (when given) gets each node as soon as it runs, so a caller can stop what
-    did start when a later step fails."""
+    `on_start` (when given) is called with each node as soon as it runs, so a caller can
+    record it (and stop it when a later step fails)."""
     workdir = Path(workdir)
     tls = make_tls_files(workdir / "tls", names=(endpoint,), ips=(LOOPBACK, *extra_binds), days=90)
     stand_in = ServerlessStandIn(
@@ -179,7 +180,7 @@ def start_serverless(
     stand_in.reader_port = free_cluster_port()
     while stand_in.reader_port == stand_in.port:
         stand_in.reader_port = free_cluster_port()
-    nodes = started if started is not None else []
+    nodes: list[Node] = []
     binds = [LOOPBACK, *extra_binds]
     for role, port in (
         ("serverless-primary", stand_in.port),
@@ -190,7 +191,9 @@ def start_serverless(
         config = _config(stand_in, node_dir, port, binds, replica=role.endswith("reader"))
         proc = _start_node(config, node_dir, [])
         nodes.append(Node(role, port, proc.pid, node_dir))
-    stand_in.nodes = list(nodes[-2:])
+        if on_start:
+            on_start(nodes[-1])
+    stand_in.nodes = nodes
     _form_cluster(stand_in)
     return stand_in
 

@@ -488,3 +488,17 @@ def test_a_killed_up_leaves_what_down_can_stop(tmp_path):
     r = user.co("sandbox down --json")
     assert r.returncode == 0, r.stderr
     assert not [pid for pid in pids if _alive(pid)]
+    # nor anything else this sandbox started (every one of them names its files here)
+    assert _running_under(tmp_path) == []
+
+
+def _running_under(path: Path) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _alive(int(entry.name)):
+            try:
+                if str(path).encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found

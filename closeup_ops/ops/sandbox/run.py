@@ -197,18 +197,17 @@ def _start_serverless(
     """Start the stand-in and seed its keys; returns (used memory, keys) for CloudWatch."""
     from closeup_ops.local.serverless import Node, start_serverless
 
-    nodes: list[Node] = []
-    try:
-        s = start_serverless(
-            directory / "serverless",
-            endpoint,
-            cache=SERVERLESS_CACHE,
-            extra_binds=(vpc["cache_ip"],) if vpc else (),
-            started=nodes,
-        )
-    finally:
-        sandbox.processes += [record(n.role, n.pid, n.port) for n in nodes]
+    def started(node: Node) -> None:
+        sandbox.processes.append(record(node.role, node.pid, node.port))
         save_state(sandbox)
+
+    s = start_serverless(
+        directory / "serverless",
+        endpoint,
+        cache=SERVERLESS_CACHE,
+        extra_binds=(vpc["cache_ip"],) if vpc else (),
+        on_start=started,
+    )
     password_file = directory / "serverless" / "password"
     password_file.write_text(s.password)
     password_file.chmod(0o600)
