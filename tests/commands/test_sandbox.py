@@ -319,6 +319,7 @@ def test_down_leaves_no_process_and_no_namespace(serverless):
     assert len(doc["stopped"]) == len(pids) and all(s["running"] for s in doc["stopped"])
     assert doc["namespaces"] == serverless.namespaces
     assert not [pid for pid in pids if _alive(pid)]
+    assert _running_under(serverless.home) == []
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     for ns in serverless.namespaces:
         assert ns not in left
