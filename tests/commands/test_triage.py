@@ -274,3 +274,18 @@ def test_full_looks_at_every_key_once(cli, server):
     assert counts == {"order:": (300, 1.0), "line:": (5000, 0.0)}
     r, doc = triage(cli, server, "--samples", "50")
     assert doc["keys"]["mode"] == "sample" and 0 < doc["keys"]["sampled"] <= 50
+
+
+def test_via_bastion_every_part_goes_through_the_tunnel(cli, server, sshd):
+    from helpers.bastion import bastion_env
+
+    r, doc = triage(cli, server, "--via-bastion", env=bastion_env(sshd))
+    assert r.code == 0, r.err
+    assert all(p["ok"] for p in doc["parts"] if p["name"] != "aws"), doc["parts"]
+    assert doc["nodes"][0]["keys"] == 300 and doc["keys"]["sampled"] > 0
+
+
+def test_over_tls(cli, redis_tls, tls_files):
+    r, doc = triage(cli, redis_tls, env={"REDIS_TLS": "true", "REDIS_CA_CERT": str(tls_files.ca)})
+    assert r.code == 0, r.err
+    assert all(p["ok"] for p in doc["parts"] if p["name"] != "aws"), doc["parts"]
