@@ -15,13 +15,13 @@ import ipaddress
 import logging
 import socket
 import threading
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from closeup_ops.connect.tunnel.resp import CommandScanner, Kind, ReplyScanner
+from closeup_ops.connect.tunnel.resp import Kind, Pending
 from closeup_ops.connect.tunnel.rewrite import rewrite_redirect, rewrite_reply
+from closeup_ops.connect.tunnel.scan import CommandScanner, ReplyScanner
 
 log = logging.getLogger("closeup_ops.tunnel.proxy")
 
@@ -268,7 +268,7 @@ class _Client:
         self.commands: CommandScanner | None = None
         self.replies: ReplyScanner | None = None
         if proxy.cluster:
-            pending: deque[Kind] = deque()
+            pending = Pending()
             self.commands = CommandScanner(pending)
             self.replies = ReplyScanner(pending, self._rewrite, self._redirect)
 

@@ -6,8 +6,6 @@ code under test."""
 
 from __future__ import annotations
 
-from collections import deque
-
 import pytest
 
 from closeup_ops.connect.tunnel.resp import (
@@ -18,11 +16,11 @@ from closeup_ops.connect.tunnel.resp import (
     SHARDS,
     SLOTS,
     SUBSCRIBE,
-    CommandScanner,
-    ReplyScanner,
+    Pending,
     frame_end,
 )
 from closeup_ops.connect.tunnel.rewrite import rewrite_redirect, rewrite_reply
+from closeup_ops.connect.tunnel.scan import CommandScanner, ReplyScanner
 
 
 def cmd(*args: str | bytes) -> bytes:
@@ -78,13 +76,13 @@ def test_frame_end_finds_the_end_and_waits_for_the_rest(frame):
 
 
 # ---- requests ----------------------------------------------------------------------------
-def scan_requests(data: bytes, step: int | None = None) -> tuple[list, CommandScanner]:
-    pending: deque = deque()
-    scanner = CommandScanner(pending)
+def scan_requests(data: bytes, step: int | None = None, c: bool = False):
+    pending = Pending()
+    scanner = CommandScanner(pending, use_hiredis=c)
     step = step or len(data)
     for i in range(0, len(data), step):
         scanner.feed(data[i : i + step])
-    return list(pending), scanner
+    return pending.kinds(), scanner
 
 
 def test_pipelined_requests_split_anywhere_are_each_queued_once():
@@ -101,6 +99,11 @@ def test_pipelined_requests_split_anywhere_are_each_queued_once():
     expected = [NORMAL, SLOTS, NORMAL, SHARDS, NODES, NORMAL, NODES]
     for step in (1, 2, 3, 7, 64, len(data)):
         assert scan_requests(data, step)[0] == expected, step
+    arrays = data.replace(b"PING\r\n\r\n", cmd("PING"))  # what client libraries send
+    for step in (1, 5, len(data)):
+        assert scan_requests(arrays, step, c=True)[0] == expected, step
+    with pytest.raises(ValueError):  # inline after arrays under hiredis: pairing stops
+        scan_requests(data, c=True)
 
 
 def test_transaction_queues_its_replies_inside_exec():
@@ -143,7 +146,9 @@ SLOTS_RESP2 = (
 
 def scan_replies(pending: list, data: bytes, step: int | None = None, ports=None):
     ports = ports or Ports()
-    queue = deque(pending)
+    queue = Pending()
+    for kind in pending:
+        queue.add(kind)
     scanner = ReplyScanner(
         queue,
         lambda kind, frame: rewrite_reply(kind, frame, ports),
@@ -220,7 +225,7 @@ def test_monitor_and_resp2_subscribe_become_streams_until_reset():
         b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$2\r\nhi\r\n"
     )
     out, scanner, queue, _ = scan_replies([SUBSCRIBE, NORMAL], messages)
-    assert out == messages and scanner.stream and list(queue) == [NORMAL]
+    assert out == messages and scanner.stream and queue.kinds() == [NORMAL]
     refused = b"-MOVED 5 10.0.0.5:6379\r\n"  # SSUBSCRIBE on the wrong node: no stream
     _, scanner, *_ = scan_replies([SUBSCRIBE], refused)
     assert not scanner.stream
@@ -229,7 +234,9 @@ def test_monitor_and_resp2_subscribe_become_streams_until_reset():
 def test_a_large_bulk_streams_without_being_held():
     payload = b"x" * 3_000_000
     frame = b"$%d\r\n%s\r\n" % (len(payload), payload)
-    queue = deque([NORMAL, SLOTS])
+    queue = Pending()
+    queue.add(NORMAL)
+    queue.add(SLOTS)
     scanner = ReplyScanner(queue, lambda k, f: b"REWRITTEN", lambda line: line)
     sent = 0
     for i in range(0, len(frame), 65536):
@@ -318,3 +325,26 @@ def test_an_error_answer_to_a_topology_command_is_left_alone():
     err = b"-ERR This instance has cluster support disabled\r\n"
     for kind in (SLOTS, SHARDS, NODES):
         assert rewrite_reply(kind, err, Ports()) == err
+
+
+def test_pipelined_values_holding_crlf_keep_the_count_until_a_later_topology_answer():
+    """Runs of small replies are counted in bulk; values that look like frames must not
+    shift the count that places a CLUSTER SLOTS answer sent later."""
+    values = [b"plain", b"a\r\n$3\r\nxyz", b"$1\r\n", b"\r\n", b"ok", b"x" * 2000, b"12\r\n+OK"]
+    replies = [b"$%d\r\n%s\r\n" % (len(v), v) for v in values] * 8 + [b"+OK\r\n", b":5\r\n"] * 4
+    pending = Pending()
+    pending.add(NORMAL, len(replies))
+    ports = Ports()
+    scanner = ReplyScanner(
+        pending,
+        lambda kind, frame: rewrite_reply(kind, frame, ports),
+        lambda line: rewrite_redirect(line, ports),
+    )
+    half = len(replies) // 2
+    first = b"".join(replies[:half])
+    assert b"".join(scanner.feed(first)) == first
+    pending.add(SLOTS)  # sent while the rest of the pipeline is still on its way
+    rest = b"".join(replies[half:]) + SLOTS_RESP2
+    out = b"".join(scanner.feed(rest))
+    assert out.startswith(b"".join(replies[half:]))
+    assert b"10.0.0" not in out and b":50001\r\n" in out and len(pending) == 0
