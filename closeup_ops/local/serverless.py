@@ -16,6 +16,7 @@ The password lives in each node's config file (mode 600), never on a command lin
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 import subprocess
@@ -62,6 +63,11 @@ class ServerlessStandIn:
     password: str = field(repr=False)
     tls: TLSFiles = field(repr=False)
     nodes: list[Node] = field(default_factory=list)
+    version: tuple[int, int] = (7, 0)  # the server's; below 7.0 no hostname is announced
+
+    @property
+    def announces_name(self) -> bool:
+        return self.version >= (7, 0)
 
     @property
     def resolve(self) -> str:
@@ -94,8 +100,24 @@ def endpoint_name(cache: str, region_code: str = "use1") -> str:
     return f"{cache}-{suffix}.serverless.{region_code}.cache.amazonaws.com"
 
 
+def server_version(binary: str) -> tuple[int, int]:
+    """(major, minor) from `redis-server --version` ("... v=7.0.15 ..."); (0, 0) unknown."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return (0, 0)
+    match = re.search(r"v=(\d+)\.(\d+)", out.stdout)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
 def _config(
-    stand_in: ServerlessStandIn, workdir: Path, port: int, binds: list[str], replica: bool
+    stand_in: ServerlessStandIn,
+    workdir: Path,
+    port: int,
+    binds: list[str],
+    replica: bool,
+    version: tuple[int, int] = (7, 0),
+    announce_ip: str | None = None,
 ) -> Path:
     lines = [
         f"bind {' '.join(binds)}",
@@ -108,11 +130,11 @@ def _config(
         "cluster-enabled yes",
         "cluster-config-file nodes.conf",
         "cluster-node-timeout 1000",
-        f"cluster-port {port + 10000}",
-        f"cluster-announce-hostname {stand_in.endpoint}",
-        "cluster-preferred-endpoint-type hostname",
         "user default off",
-        f"user {stand_in.username} on >{stand_in.password} ~* &* +@all",
+        # &* (every pub/sub channel) exists from 6.2; before, channels are all allowed
+        f"user {stand_in.username} on >{stand_in.password} ~* "
+        + ("&* " if version >= (6, 2) else "")
+        + "+@all",
         # the replica logs in to the primary as the same user
         f"masteruser {stand_in.username}",
         f"masterauth {stand_in.password}",
@@ -120,6 +142,13 @@ def _config(
         *[f'rename-command {name} ""' for name in RESTRICTED],
         "repl-diskless-sync-delay 0",
     ]
+    if version >= (7, 0):  # older servers cannot announce a name: CLUSTER SLOTS says an IP
+        lines += [
+            f"cluster-announce-hostname {stand_in.endpoint}",
+            "cluster-preferred-endpoint-type hostname",
+        ]
+    elif announce_ip:
+        lines.append(f"cluster-announce-ip {announce_ip}")
     if replica:
         lines.append("replica-read-only yes")
     # tls_args is written for a command line ("--flag", "value" pairs)
@@ -176,6 +205,7 @@ def start_serverless(
         username=USERNAME,
         password=secrets.token_urlsafe(18),
         tls=tls,
+        version=server_version(redis_server_binary()),
     )
     stand_in.reader_port = free_cluster_port()
     while stand_in.reader_port == stand_in.port:
@@ -188,7 +218,15 @@ def start_serverless(
     ):
         node_dir = workdir / role
         node_dir.mkdir(parents=True, exist_ok=True)
-        config = _config(stand_in, node_dir, port, binds, replica=role.endswith("reader"))
+        config = _config(
+            stand_in,
+            node_dir,
+            port,
+            binds,
+            replica=role.endswith("reader"),
+            version=stand_in.version,
+            announce_ip=extra_binds[0] if extra_binds else None,
+        )
         proc = _start_node(config, node_dir, [])
         nodes.append(Node(role, port, proc.pid, node_dir))
         if on_start:
@@ -201,7 +239,7 @@ def start_serverless(
 def _form_cluster(s: ServerlessStandIn) -> None:
     primary, reader = s.client(s.port), s.client(s.reader_port)
     try:
-        primary.execute_command("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+        primary.execute_command("CLUSTER", "ADDSLOTS", *range(16384))  # ADDSLOTSRANGE: 7.0+
         reader.execute_command("CLUSTER", "MEET", LOOPBACK, str(s.port))
         primary_id = primary.execute_command("CLUSTER", "MYID")
         primary_id = primary_id.decode() if isinstance(primary_id, bytes) else primary_id

@@ -208,6 +208,11 @@ def _start_serverless(
         extra_binds=(vpc["cache_ip"],) if vpc else (),
         on_start=started,
     )
+    if not s.announces_name:
+        sandbox.notes.append(
+            f"this server ({'.'.join(map(str, s.version))}) is older than 7.0 and cannot "
+            "announce a hostname: CLUSTER SLOTS names an address, not the endpoint"
+        )
     password_file = directory / "serverless" / "password"
     password_file.write_text(s.password)
     password_file.chmod(0o600)
