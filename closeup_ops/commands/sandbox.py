@@ -113,6 +113,7 @@ def _show_up(sandbox) -> None:
         b = sandbox.bastion
         where = f"namespace {b['namespace']}" if b["namespace"] else "loopback"
         output.info(f"  bastion: {b['user']}@{b['host']}:{b['port']} ({where})")
+        output.info("  through it: closeup-ops ping --via-bastion; closeup-ops tunnel -- CMD")
     for note in sandbox.notes:
         output.info(f"note: {note}")
     output.info('point closeup-ops at it (paste, or eval "$(closeup-ops sandbox up)"):')
