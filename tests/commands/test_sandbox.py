@@ -268,6 +268,7 @@ def test_aws_commands_run_on_serverless_without_a_warning(serverless):
         (f"sg allow --from-sg {_app_sg(serverless)} --json", 0),
         ("sg show --json", 0),
         ("doctor --json", 0),
+        ("doctor --cache demo --json", 0),  # by name as well as from REDIS_HOST
         ("stats --json", 0),
         ("events --json", 0),
     ]
@@ -276,13 +277,13 @@ def test_aws_commands_run_on_serverless_without_a_warning(serverless):
         r = serverless.co(args)
         assert r.returncode == want, f"{args}: {r.stderr}"
         assert "warning" not in r.stderr.lower(), f"{args}: {r.stderr}"
-        out[args.split(" --")[0]] = json.loads(r.stdout)
+        out[args.removesuffix(" --json")] = json.loads(r.stdout)
     caches = {c["name"]: c for c in out["caches"]}
     assert caches["demo"]["kind"] == "serverless"
     listed = {s["name"]: s for s in out["snapshot list"]}
     assert listed["demo-rehearsal"]["kind"] == "serverless"
     assert listed["demo-rehearsal"]["status"] == "available"
-    restored = out["snapshot restore demo-rehearsal"]
+    restored = out["snapshot restore demo-rehearsal --target demo-copy --wait"]
     assert restored["kind"] == "serverless" and restored["status"] == "available"
     assert restored["copied_from"] == "demo"
     r = serverless.co("caches --json")
@@ -290,8 +291,9 @@ def test_aws_commands_run_on_serverless_without_a_warning(serverless):
     assert names["demo-copy"] == "serverless"
     events = [e["message"] for e in out["events"]["events"]]
     assert "Snapshot demo-rehearsal completed" in events
-    doctor = {c["name"]: c["status"] for c in out["doctor"]["checks"]}
-    assert doctor["aws-cache"] == "ok" and doctor["backups"] == "ok" and doctor["alarms"] == "ok"
+    for run in ("doctor", "doctor --cache demo"):
+        doctor = {c["name"]: c["status"] for c in out[run]["checks"]}
+        assert doctor["aws-cache"] == doctor["backups"] == doctor["alarms"] == "ok", run
 
 
 @pytest.mark.slow
