@@ -131,7 +131,10 @@ def start_sshd(
     if not binary:
         raise FileNotFoundError("sshd not found: apt-get install -y openssh-server")
     workdir.mkdir(parents=True, exist_ok=True)
-    Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege separation dir
+    try:
+        Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege separation dir
+    except PermissionError:
+        pass  # not root: sshd runs without privilege separation, as this user
     host_key = _keygen(workdir / "ssh_host_ed25519_key")
     client_key = _keygen(workdir / "bastion_ed25519")
     authorized = workdir / "authorized_keys"
