@@ -75,6 +75,7 @@ def triage(
             full=full,
             limits=limits,
             aws=not no_aws,
+            settings=settings,
         )
     text = to_markdown(report)
     if target_file is not None:

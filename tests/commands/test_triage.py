@@ -283,6 +283,9 @@ def test_via_bastion_every_part_goes_through_the_tunnel(cli, server, sshd):
     assert r.code == 0, r.err
     assert all(p["ok"] for p in doc["parts"] if p["name"] != "aws"), doc["parts"]
     assert doc["nodes"][0]["keys"] == 300 and doc["keys"]["sampled"] > 0
+    # named by the endpoint asked for, not by the tunnel's local end
+    assert doc["endpoint"] == doc["nodes"][0]["address"] == f"{server.host}:{server.port}"
+    assert doc["clients"]["own"] >= 1  # our connections arrived (through sshd)
 
 
 def test_over_tls(cli, redis_tls, tls_files):

@@ -220,10 +220,11 @@ def command_times(before: dict, after: dict, dt: float, top: int = 8) -> list[Co
     ]
 
 
-def all_nodes(target: Any) -> list[tuple[str, Any]]:
-    """(address, client) of every node: primaries and replicas in cluster mode."""
+def all_nodes(target: Any, name: str | None = None) -> list[tuple[str, Any]]:
+    """(address, client) of every node: primaries and replicas in cluster mode. `name`
+    names a standalone node (the endpoint asked for, not a tunnel's local end)."""
     if not target.cluster:
-        return [(target.endpoint, target.client)]
+        return [(name or target.endpoint, target.client)]
     out = []
     for node in target.client.get_nodes():
         if node.redis_connection is not None:

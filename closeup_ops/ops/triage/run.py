@@ -109,6 +109,7 @@ def triage(
     full: bool,
     limits: Thresholds,
     aws: bool = True,
+    settings: Settings | None = None,
     sleep: Any = time.sleep,
 ) -> TriageReport:
     from closeup_ops.ops.triage.clients import collect_clients
@@ -116,11 +117,13 @@ def triage(
     from closeup_ops.ops.triage.keys import sample_keys
     from closeup_ops.ops.triage.slowlog import collect_slowlog
 
-    settings: Settings = target.settings
+    # the settings asked for: through a tunnel target.settings name its local end instead
+    settings = settings or target.settings
+    name = settings.endpoint
     started = time.monotonic()
     at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    nodes = all_nodes(target)
-    primaries = target.primaries()
+    nodes = all_nodes(target, name)
+    primaries = target.primaries() if target.cluster else nodes
 
     def keys_job(futures: dict) -> Any:
         try:
@@ -142,7 +145,7 @@ def triage(
     parts = run_parts(jobs, budget)
     nodes_data, nodes_missing = parts["nodes"].data if parts["nodes"].ok else (None, [])
     report = TriageReport(
-        endpoint=target.endpoint,
+        endpoint=name,
         cluster=target.cluster,
         at=at,
         interval_s=interval,
