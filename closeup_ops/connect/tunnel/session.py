@@ -267,11 +267,12 @@ def upstream_for(settings: Settings) -> Any:
     from closeup_ops.connect.tunnel.proxy import Upstream
 
     if settings.iam_auth:
+        from closeup_ops.connect.iam import iam_provider
+
+        provider = iam_provider(settings)  # one botocore session; a token per call
 
         def password() -> str | None:
-            from closeup_ops.connect.iam import iam_token
-
-            return iam_token(settings)
+            return provider.token()
 
     else:
         secret = settings.password

@@ -140,18 +140,23 @@ def test_upstream_takes_the_settings_credentials_and_tls():
     assert plain.server_name == "c.example" and plain.password() is None
 
 
-def test_iam_upstream_asks_for_a_token_per_connection(monkeypatch):
-    calls = []
+def test_iam_upstream_signs_a_token_per_connection(monkeypatch):
+    from urllib.parse import parse_qs, urlsplit
 
-    def token(settings):
-        calls.append(settings.host)
-        return f"token-{len(calls)}"
-
-    monkeypatch.setattr("closeup_ops.connect.iam.iam_token", token)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
     s = Settings(host=SERVERLESS, port=6379, username="iam-app", iam_auth=True)
     up = upstream_for(s)
-    assert (up.password(), up.password()) == ("token-1", "token-2")
-    assert calls == [SERVERLESS, SERVERLESS]
+    assert up.username == "iam-app"
+    tokens = [up.password(), up.password()]
+    for token in tokens:  # AWS docs: the presigned connect URL without https://
+        url = urlsplit("https://" + token)
+        query = parse_qs(url.query)
+        assert url.hostname == "demo" and query["Action"] == ["connect"]
+        assert query["User"] == ["iam-app"] and query["ResourceType"] == ["ServerlessCache"]
+        assert "/ap-south-1/elasticache/" in query["X-Amz-Credential"][0]
     env = child_env(tunnel_for(s, cluster=True), base={"REDIS_IAM_AUTH": "true"})
     assert env["REDIS_IAM_AUTH"] == "false"  # the tunnel signs; a child must not try
 
