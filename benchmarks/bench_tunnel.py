@@ -12,6 +12,8 @@ processes, the order rotating; medians over the rounds are compared with ssh -L'
   closeup-ops   `closeup-ops tunnel` (the console script, as a user runs it): the proxy,
                 dialling through the OpenSSH engine's dynamic forward
   co-paramiko   the same with CLOSEUP_OPS_TUNNEL_ENGINE=paramiko (no `ssh` installed)
+  proxy-only    the proxy alone, dialling the node with plain TCP: no SSH (reference: what
+                the proxy itself costs)
   direct        no tunnel (reference)
 
 Workloads: PING p50 over --pings round trips (redis-py); GET of a 1 MB value, MB/s over
@@ -53,7 +55,17 @@ from closeup_ops.local.servers import (  # noqa: E402
 
 CLOSEUP_OPS = str(Path(sys.executable).with_name("closeup-ops"))
 VALUE = os.urandom(1 << 20)
-SIDES = ("ssh -L", "closeup-ops", "co-paramiko", "direct")
+SIDES = ("ssh -L", "closeup-ops", "co-paramiko", "proxy-only", "direct")
+PROXY_ONLY = """
+import signal, socket, sys, threading
+from closeup_ops.connect.tunnel.proxy import NodeProxy, Upstream
+proxy = NodeProxy(lambda h, p: socket.create_connection((h, p)), Upstream(), cluster=True)
+proxy.start()
+proxy.add("127.0.0.1", int(sys.argv[1]), int(sys.argv[2]))
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT, signal.SIGTERM])
+signal.sigwait([signal.SIGINT, signal.SIGTERM])
+proxy.close()
+"""
 METRICS = ("p50_us", "get_mbs", "set_ops", "get_ops")
 
 
@@ -143,6 +155,9 @@ def start_side(side: str, sshd, redis_port: int, local: int, log: Path) -> subpr
         engine = "paramiko" if side == "co-paramiko" else "openssh"
         env = tunnel_env(sshd, "127.0.0.1", redis_port, CLOSEUP_OPS_TUNNEL_ENGINE=engine)
         cmd = [CLOSEUP_OPS, "tunnel", "--json", "--local-port", str(local)]
+    elif side == "proxy-only":
+        env = dict(os.environ)
+        cmd = [sys.executable, "-c", PROXY_ONLY, str(redis_port), str(local)]
     else:
         return None
     return subprocess.Popen(
