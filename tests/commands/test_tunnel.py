@@ -425,3 +425,29 @@ def test_redis_commands_take_via_bastion(cli, redis_plain, sshd, args):
     assert sshd.forwards_to(redis_plain.port) > before, "did not go through the bastion"
     assert "bastion" not in r.err and "cannot" not in r.err, r.err
     assert r.out.lstrip().startswith(("{", "["))
+
+
+# --- where the tunnel listens ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bind", ["0.0.0.0", "192.0.2.7", "my-laptop.local"])
+def test_non_loopback_bind_is_refused_without_allow_remote_bind(cli, redis_plain, sshd, bind):
+    r = cli("tunnel", "--bind", bind, "--", "true", env=env_for(redis_plain, sshd))
+    one_line(r, 2, f"--bind {bind}", "--allow-remote-bind")
+
+
+def test_loopback_bind_is_allowed(cli, redis_plain, sshd, tmp_path):
+    r = cli(
+        "tunnel",
+        "--bind",
+        "127.0.0.2",
+        "--",
+        sys.executable,
+        "-c",
+        PRINT_ENV,
+        str(tmp_path / "env"),
+        env=env_for(redis_plain, sshd),
+    )
+    assert r.code == 7, r.err
+    out = (tmp_path / "env").read_text()
+    assert "REDIS_HOST=127.0.0.2" in out and "REDIS_URL=redis://127.0.0.2:" in out
