@@ -61,7 +61,9 @@ def test_the_proxy_verifies_names_and_authenticates_so_the_client_sends_nothing(
         return SECRET
 
     dial, said = NameDial(NAMES), []
-    px = open_proxy(dial, upstream(cluster, username=USER, password=password), announce=said.append)
+    # server_name is only for nodes known by IP: a named node is verified against its name
+    up = upstream(cluster, username=USER, password=password, server_name="cfg.elsewhere.test")
+    px = open_proxy(dial, up, announce=said.append)
     try:
         entry = px.add(NAMES[0], cluster.nodes[0].port)
         rc = redis.RedisCluster(host="127.0.0.1", port=entry, socket_timeout=10)
