@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice, repeat
 from typing import Any
 
 import hiredis
@@ -81,36 +81,19 @@ def per_key_each(commands: list[tuple[str, ...]]) -> Callable[[list[bytes]], byt
     def general(keys: list[bytes]) -> bytes:
         return b"".join([b"%b$%d\r\n%b\r\n" % (h, len(k), k) for k in keys for h in heads])
 
-    if len(table) == 1:
-        (one,) = table
-
-        def build(keys: list[bytes]) -> bytes:
-            out: list[bytes] = []
-            add = out.extend
-            try:
-                for k in keys:
-                    add((one[len(k)], k, crlf))
-            except IndexError:  # a key of 1 KiB or more
-                return general(keys)
-            return b"".join(out)
-
-        return build
-    first, second = table[0], table[-1]
-    if len(table) != 2:
-        return general
-
-    def build_two(keys: list[bytes]) -> bytes:
-        out: list[bytes] = []
-        add = out.extend
+    # The payload is joined from C-level iterators (map/zip/chain): no Python bytecode per
+    # key. A key of 1 KiB or more has no table entry (IndexError): the general path.
+    def build(keys: list[bytes]) -> bytes:
+        lens = list(map(len, keys))
+        columns: list[Any] = []
+        for row in table:
+            columns += [map(row.__getitem__, lens), keys, repeat(crlf)]
         try:
-            for k in keys:
-                n = len(k)
-                add((first[n], k, crlf, second[n], k, crlf))
+            return b"".join(chain.from_iterable(zip(*columns, strict=False)))  # repeat: endless
         except IndexError:
             return general(keys)
-        return b"".join(out)
 
-    return build_two
+    return build
 
 
 class NodeChannel:
@@ -282,7 +265,7 @@ def _pieces(keys: list[bytes], size: int) -> list[list[bytes]]:
 
 def has_error(replies: list[Any]) -> bool:
     """Any error reply among these? (One C-level pass: this runs per batch of 1000.)"""
-    return hiredis.ReplyError in set(map(type, replies))
+    return hiredis.ReplyError in map(type, replies)
 
 
 def first_error(replies: list[Any]) -> str:

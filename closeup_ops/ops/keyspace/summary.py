@@ -14,7 +14,8 @@ import heapq
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import compress
+from itertools import compress, repeat
+from operator import eq, itemgetter
 from typing import Any
 
 from closeup_ops.connect.redis import RedisTarget
@@ -173,11 +174,16 @@ def _add(
         acc.keys += count
     for ns, count in Counter(compress(names, map((-1).__lt__, ttls))).items():
         groups[ns].with_ttl += count
-    sums: defaultdict[bytes | None, int] = defaultdict(int)
-    for ns, mem in zip(names, mems, strict=False):
-        sums[ns] += mem
-    for ns, total in sums.items():
-        groups[ns].bytes += total
+    present = set(names)
+    if len(present) <= 8:  # the usual batch: a few namespaces, summed in C
+        for ns in present:
+            groups[ns].bytes += sum(compress(mems, map(eq, names, repeat(ns))))
+    else:
+        sums: defaultdict[bytes | None, int] = defaultdict(int)
+        for ns, mem in zip(names, mems, strict=False):
+            sums[ns] += mem
+        for ns, total in sums.items():
+            groups[ns].bytes += total
     _biggest(groups, keys, ttls, mems, names, 1)
     if top:
         _top(overall, keys, ttls, mems, top)
@@ -189,6 +195,8 @@ def _top(
     """Keep the n biggest keys seen so far (a min-heap): only keys above its smallest
     entry are looked at, so a full heap costs one C-level pass per batch."""
     floor = heap[0][0] if len(heap) >= n else -1
+    if not mems or max(mems) <= floor:  # the usual batch once the heap is full: one C pass
+        return
     for i in [i for i, m in enumerate(mems) if m > floor]:
         item = (mems[i], keys[i], ttls[i])
         if len(heap) < n:
@@ -198,9 +206,13 @@ def _top(
 
 
 def _namespaces(keys: list[bytes], sep: bytes, depth: int) -> list[bytes | None]:
-    if depth == 1 and len(sep) == 1:
-        # k[:find+1] keeps the separator: "otp:" for "otp:1", b"" for a key without one.
-        return [k[: k.find(sep) + 1] or None for k in keys]
+    if depth == 1:
+        # partition in C: (head, sep, tail); a key without the separator has no namespace
+        parts = list(map(bytes.partition, keys, repeat(sep)))
+        heads = list(map(itemgetter(0), parts))
+        if b"" not in map(itemgetter(1), parts):
+            return heads  # type: ignore[return-value]
+        return [h if s else None for h, s, _ in parts]
     return [namespace_of(k, sep, depth) for k in keys]
 
 
@@ -218,6 +230,8 @@ def _biggest(
     heaps = [groups[ns].top for ns in present]
     # Only keys bigger than the smallest entry of every full heap can get in.
     floor = min(h[0][0] for h in heaps) if all(len(h) >= top for h in heaps) else -1
+    if not mems or max(mems) <= floor:
+        return
     candidates = [i for i, m in enumerate(mems) if m > floor]
     done: set[bytes | None] = set()
     wanted = len(present)
@@ -250,8 +264,6 @@ def _build(
     out = []
     merged: dict[bytes | None, _Acc] = {}
     for ns, acc in groups.items():
-        if ns is not None and depth == 1 and len(separator.encode()) == 1:
-            ns = ns[:-1]  # the fast path keeps the separator on the end
         merged[ns] = acc
     sep = separator.encode()
     for ns, acc in merged.items():
