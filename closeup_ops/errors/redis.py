@@ -20,7 +20,10 @@ def map_redis_error(exc: BaseException, endpoint: str | None) -> OpsError:
     timeout = errors.CONTEXT.get("timeout", "?")
     tls = bool(errors.CONTEXT.get("tls"))
 
-    if isinstance(exc, rx.AuthenticationError) or "WRONGPASS" in upper or "NOAUTH" in upper:
+    # the cluster client wraps a node's auth failure in "Redis Cluster cannot be connected"
+    if isinstance(exc, rx.AuthenticationError) or isinstance(cause, rx.AuthenticationError):
+        return _auth(where, text, upper)
+    if "WRONGPASS" in upper or "NOAUTH" in upper:
         return _auth(where, text, upper)
     if "NOPERM" in upper:
         return AuthError(
@@ -60,7 +63,7 @@ def _auth(where: str, text: str, upper: str) -> AuthError:
             f"{where} has no password but one was sent",
             "unset REDIS_PASSWORD (and REDIS_USERNAME)",
         )
-    if "NOAUTH" in upper or "AUTHENTICATION REQUIRED" in upper:
+    if any(s in upper for s in ("NOAUTH", "AUTHENTICATION REQUIRED", "ALREADY AUTHENTICATED")):
         return AuthError(
             f"{where} requires authentication (NOAUTH)",
             "set REDIS_PASSWORD (and REDIS_USERNAME for an ACL/RBAC user) in the environment "

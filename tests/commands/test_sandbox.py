@@ -204,11 +204,6 @@ def test_default_user_is_off_and_keys_is_refused(serverless):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="errors/: redis-py's cluster client wraps the NOAUTH reply of HELLO in "
-    "'Redis Cluster cannot be connected', which is classified as exit 3 (connect), not 4",
-)
 def test_default_user_off_in_cluster_mode_is_an_auth_error(serverless):
     r = serverless.run("unset REDIS_USERNAME REDIS_PASSWORD; $CO ping")
     assert r.returncode == 4, r.stderr
