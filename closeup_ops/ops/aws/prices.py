@@ -310,16 +310,27 @@ def _api_failure(exc: BaseException) -> str | None:
         return "no AWS credentials"
     code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
     if code:
-        return f"{code}: {getattr(exc, 'response', {}).get('Error', {}).get('Message', '')}"
+        return f"{code}: {_short(getattr(exc, 'response', {}).get('Error', {}).get('Message', ''))}"
     try:
         from botocore.exceptions import BotoCoreError
     except ImportError:  # pragma: no cover
         return None
     # ResponseParserError: an endpoint that is not the Price List (AWS_ENDPOINT_URL to a
     # stand-in such as the sandbox's moto) answered something botocore cannot parse
-    if isinstance(exc, BotoCoreError) or name in ("NotImplementedError", "ResponseParserError"):
-        return f"{name}: {exc}"
+    if name == "ResponseParserError":
+        return "the endpoint's answer is not a Price List API response"
+    if isinstance(exc, BotoCoreError) or name == "NotImplementedError":
+        return f"{name}: {_short(str(exc))}"
     return None
+
+
+def _short(text: str) -> str:
+    """One short line of a server's message: never a page of HTML on the terminal."""
+    text = text.strip()
+    if text.startswith("<"):
+        return "an HTML page"
+    first = text.splitlines()[0] if text else ""
+    return first if len(first) <= 160 else first[:157] + "..."
 
 
 def price_book(

@@ -139,3 +139,47 @@ def test_price_file_problems_are_usage_errors(tmp_path):
     bad.write_text(json.dumps({"prices": []}))
     with pytest.raises(UsageError, match='has no "regions" object'):
         prices.price_book(None, "us-east-1", "redis", price_file=str(bad))
+
+
+@pytest.mark.parametrize("status", [500, 200])
+def test_an_endpoint_that_is_not_the_price_list_is_one_short_note(status):
+    """AWS_ENDPOINT_URL at a stand-in (the sandbox's moto answers 500 with an HTML page):
+    the table is used and the note is one short line, no HTML on the terminal."""
+    import http.server
+    import threading
+
+    import botocore.session
+
+    page = b"<!doctype html><html><title>500 Internal Server Error</title>" + b"x" * 2000
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = botocore.session.get_session().create_client(
+            "pricing",
+            region_name="us-east-1",
+            endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        )
+        client.meta.events.register("needs-retry.*", lambda **_: None)
+        book = prices.price_book(None, "us-east-1", "redis", client=client, now=NOW)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert book.origin == "shipped-table"
+    note = next(n for n in book.notes if "Price List API" in n)
+    assert "<" not in note and "xxxx" not in note and len(note) < 200, note
