@@ -1,7 +1,8 @@
 """Benchmark: `closeup-ops tunnel` (the any-client proxy) vs OpenSSH `ssh -N -L` to one node.
 
     flock /tmp/cuo-bench.lock .venv/bin/python benchmarks/bench_tunnel.py [--rounds 5]
-        [--pings 2000] [--gets 40] [--requests 100000] [--vpc-rounds 3] [--no-vpc]
+        [--pings 2000] [--gets 40] [--requests 100000] [--vpc-rounds 3]
+        [--vpc-requests 1000000] [--no-vpc | --only-vpc]
 
 Part 1, on loopback: its own redis-server in cluster mode (one node holding every slot, so
 `tunnel` serves it through the proxy: command pairing and topology rewriting on) and its own
@@ -276,7 +277,8 @@ def vpc_cluster(args) -> None:
     pid = os.getpid()
     work = Path(tempfile.mkdtemp(prefix="bench-vpc-"))
     env = Vpc(vpc=f"cuobv{pid}", laptop=f"cuobl{pid}", workdir=work)
-    bench = ["-t", "set,get", "-n", str(args.requests), "-P", "16", "-c", "50"]
+    # Enough requests that the 150 connections' set-up (SOCKS + TLS through SSH) is amortised.
+    bench = ["-t", "set,get", "-n", str(args.vpc_requests), "-P", "16", "-c", "50"]
     rates: dict[str, list[dict[str, float]]] = {"inside the VPC": [], "through tunnel": []}
     held = None
     try:
@@ -342,6 +344,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--sides", default=",".join(SIDES))
     parser.add_argument("--vpc-rounds", type=int, default=3)
+    parser.add_argument("--vpc-requests", type=int, default=1_000_000)
     parser.add_argument("--no-vpc", action="store_true")
     parser.add_argument("--only-vpc", action="store_true")
     args = parser.parse_args()

@@ -1,4 +1,5 @@
-"""Local addresses of a tunnel: the plain forward of a standalone cache, and the bind rule.
+"""What a local client gets from a tunnel: the plain forward of a standalone cache, the bind
+rule, and the REDIS_* variables (export lines, a `tunnel -- CMD` child's environment).
 
 Cluster-mode and TLS caches are served by the proxy (connect/tunnel/proxy.py), which
 rewrites every node address the cache hands out to a local listener of its own.
@@ -7,9 +8,21 @@ rewrites every node address the cache hands out to a local listener of its own.
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass
+from typing import Any
 
 LOCAL = "127.0.0.1"
+CLUSTER_HINT = "cluster mode: use a cluster client (redis-cli -c, RedisCluster, ...)"
+# What a child of `tunnel -- CMD` must not inherit when the tunnel speaks TLS and AUTH
+# upstream for it: the local side is plain TCP with no credentials needed.
+UPSTREAM_ONLY = (
+    "REDIS_PASSWORD",
+    "REDIS_USERNAME",
+    "REDIS_IAM_AUTH",
+    "REDIS_CA_CERT",
+    "REDIS_TLS_SERVER_NAME",
+)
 
 
 @dataclass(frozen=True)
@@ -50,3 +63,34 @@ def client_host(bind: str) -> str:
     if bind in ("0.0.0.0", "::", "localhost", ""):
         return LOCAL
     return bind
+
+
+def exports(tunnel: Any) -> dict[str, str]:
+    """The REDIS_* variables that point a client at the tunnel (printed and given to CMD).
+    Never a password: behind the proxy the tunnel authenticates; through a plain forward
+    the app keeps its own."""
+    host, port = tunnel.host, tunnel.local_port
+    out = {
+        "REDIS_HOST": host,
+        "REDIS_PORT": str(port),
+        "REDIS_TLS": "false",  # the local side is plain TCP; TLS is the tunnel's business
+        "REDIS_URL": f"redis://{host}:{port}",
+    }
+    if tunnel.cluster:
+        out["REDIS_CLUSTER"] = "true"
+    return out
+
+
+def child_env(tunnel: Any, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for `tunnel -- CMD`: REDIS_* pointed at the tunnel. Behind the proxy
+    the child needs no credentials or TLS settings (and gets none: the tunnel does both)."""
+    env = dict(os.environ if base is None else base)
+    env.pop("BASTION_HOST", None)
+    env.pop("CLOSEUP_OPS_ADDRESS_MAP", None)  # set by closeup-ops before the proxy existed
+    if tunnel.proxied:
+        for var in UPSTREAM_ONLY:
+            env.pop(var, None)
+        if tunnel.settings.iam_auth:
+            env["REDIS_IAM_AUTH"] = "false"  # beats a REDIS_IAM_AUTH=true in a .env file
+    env.update(exports(tunnel))
+    return env

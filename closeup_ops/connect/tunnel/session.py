@@ -16,7 +16,6 @@ Two shapes:
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,22 +26,19 @@ from typing import Any
 from closeup_ops import errors, output
 from closeup_ops.connect.tunnel.bastion import Bastion, bastion_from, check
 from closeup_ops.connect.tunnel.engines import make_engine, port_free
-from closeup_ops.connect.tunnel.nodes import LOCAL, Forward, client_host
+from closeup_ops.connect.tunnel.nodes import (  # noqa: F401 - exports: the API
+    CLUSTER_HINT,
+    LOCAL,
+    Forward,
+    child_env,
+    client_host,
+    exports,
+)
 from closeup_ops.errors import ConnectError, OpsError, UsageError
 from closeup_ops.local.servers import free_port  # never 6379
 from closeup_ops.settings import Settings
 
 BACKOFF = (0.5, 1, 2, 4, 8, 15, 30)
-CLUSTER_HINT = "cluster mode: use a cluster client (redis-cli -c, RedisCluster, ...)"
-# What a child of `tunnel -- CMD` must not inherit when the tunnel speaks TLS and AUTH
-# upstream for it: the local side is plain TCP with no credentials needed.
-UPSTREAM_ONLY = (
-    "REDIS_PASSWORD",
-    "REDIS_USERNAME",
-    "REDIS_IAM_AUTH",
-    "REDIS_CA_CERT",
-    "REDIS_TLS_SERVER_NAME",
-)
 
 
 @dataclass
@@ -163,7 +159,8 @@ class Tunnel:
             try:
                 client.execute_command("CLUSTER", "SLOTS")
             except redis.ResponseError as exc:
-                if "cluster support disabled" in str(exc).lower():
+                text = str(exc).lower()
+                if "cluster support disabled" in text or "unknown command" in text:
                     return False
                 raise
             return True
@@ -372,34 +369,3 @@ def tunnelled(settings: Settings) -> Iterator[tuple[Settings, Any]]:
     finally:
         watcher.done.set()
         tunnel.close()
-
-
-def exports(tunnel: Tunnel) -> dict[str, str]:
-    """The REDIS_* variables that point a client at the tunnel (printed and given to CMD).
-    Never a password: behind the proxy the tunnel authenticates; through a plain forward
-    the app keeps its own."""
-    host, port = tunnel.host, tunnel.local_port
-    out = {
-        "REDIS_HOST": host,
-        "REDIS_PORT": str(port),
-        "REDIS_TLS": "false",  # the local side is plain TCP; TLS is the tunnel's business
-        "REDIS_URL": f"redis://{host}:{port}",
-    }
-    if tunnel.cluster:
-        out["REDIS_CLUSTER"] = "true"
-    return out
-
-
-def child_env(tunnel: Tunnel, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for `tunnel -- CMD`: REDIS_* pointed at the tunnel. Behind the proxy
-    the child needs no credentials or TLS settings (and gets none: the tunnel does both)."""
-    env = dict(os.environ if base is None else base)
-    env.pop("BASTION_HOST", None)
-    env.pop("CLOSEUP_OPS_ADDRESS_MAP", None)  # set by closeup-ops before the proxy existed
-    if tunnel.proxied:
-        for var in UPSTREAM_ONLY:
-            env.pop(var, None)
-        if tunnel.settings.iam_auth:
-            env["REDIS_IAM_AUTH"] = "false"  # beats a REDIS_IAM_AUTH=true in a .env file
-    env.update(exports(tunnel))
-    return env
