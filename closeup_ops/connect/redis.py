@@ -98,16 +98,20 @@ def _credentials(settings: Settings) -> dict[str, Any]:
     return {"username": settings.username, "password": password}
 
 
-def _standalone(settings: Settings, kwargs: dict[str, Any], db: int) -> redis.Redis:
+def standalone_client(
+    settings: Settings, kwargs: dict[str, Any], db: int, **extra: Any
+) -> redis.Redis:
+    """A client of the endpoint itself (REDIS_RESOLVE applied); `extra` goes to its pool."""
     host, port = settings.dial(settings.host, settings.port)  # REDIS_RESOLVE
-    pool_kwargs = dict(kwargs, host=host, port=port, db=db)
+    pool_kwargs = dict(kwargs, host=host, port=port, db=db, **extra)
     pool_kwargs.setdefault("connection_class", redis.Connection)
     return redis.Redis(connection_pool=redis.ConnectionPool(**pool_kwargs))
 
 
-def _cluster(
-    settings: Settings, kwargs: dict[str, Any], address_remap: AddressRemap | None
+def cluster_client(
+    settings: Settings, kwargs: dict[str, Any], address_remap: AddressRemap | None, **extra: Any
 ) -> RedisCluster:
+    """A cluster client from the endpoint (REDIS_RESOLVE applied to every node it finds)."""
     # The url= form makes redis-py build each node's pool from our kwargs, keeping our
     # connection class (TLS server name) for every node it discovers.
     host, port = settings.dial(settings.host, settings.port)  # REDIS_RESOLVE
@@ -116,6 +120,7 @@ def _cluster(
         address_remap=_with_resolve(settings, address_remap),
         require_full_coverage=False,
         **kwargs,
+        **extra,
     )
 
 
@@ -153,22 +158,22 @@ def connect(
         cluster = True
     try:
         if cluster is None:
-            probe = _standalone(settings, kwargs, db=0)
+            probe = standalone_client(settings, kwargs, db=0)
             info = probe.info("cluster")
             cluster = bool(int(info.get("cluster_enabled", 0)))
             if not cluster:
                 if settings.db:
                     probe.close()
-                    probe = _standalone(settings, kwargs, db=settings.db)
+                    probe = standalone_client(settings, kwargs, db=settings.db)
                     if check:
                         probe.ping()
                 return RedisTarget(probe, False, settings.use_tls, settings.endpoint, settings)
             probe.close()
         if cluster:
             _refuse_db_in_cluster(settings)
-            client = _cluster(settings, kwargs, address_remap)
+            client = cluster_client(settings, kwargs, address_remap)
         else:
-            client = _standalone(settings, kwargs, db=settings.db)
+            client = standalone_client(settings, kwargs, db=settings.db)
             if check:
                 client.ping()
     except UsageError:

@@ -23,14 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 import redis.exceptions as rx
 from redis.backoff import NoBackoff
-from redis.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.retry import Retry
 
-from closeup_ops.connect.redis import connection_kwargs
+from closeup_ops.connect.redis import cluster_client, connection_kwargs, standalone_client
 from closeup_ops.ops.engine import engine_of
 from closeup_ops.settings import Settings
 
@@ -98,19 +96,10 @@ def probe_client(
         socket_timeout=timeout, socket_connect_timeout=timeout, client_name="closeup-ops-failover"
     )
     no_retry = Retry(NoBackoff(), 0)
+    # the connection factory's own clients: REDIS_RESOLVE and TLS names apply here too
     if cluster:
-        return RedisCluster(
-            url=f"redis://{settings.host}:{settings.port}",
-            address_remap=address_remap,
-            require_full_coverage=False,
-            retry=no_retry,
-            **kwargs,
-        )
-    pool_kwargs = dict(
-        kwargs, host=settings.host, port=settings.port, db=settings.db, retry=no_retry
-    )
-    pool_kwargs.setdefault("connection_class", redis.Connection)
-    return redis.Redis(connection_pool=redis.ConnectionPool(**pool_kwargs))
+        return cluster_client(settings, kwargs, address_remap, retry=no_retry)
+    return standalone_client(settings, kwargs, settings.db, retry=no_retry)
 
 
 def error_type(exc: BaseException) -> str:

@@ -353,6 +353,7 @@ def node_client(settings: Settings, remap: Any) -> Callable[[str, int], Any]:
 
         if remap is not None:
             host, port = remap((host, port))
+        host, port = settings.dial(host, port)  # REDIS_RESOLVE: the announced name -> ADDR
         kwargs = connection_kwargs(settings)
         kwargs.setdefault("connection_class", redis.Connection)
         pool = redis.ConnectionPool(host=host, port=port, **kwargs)
