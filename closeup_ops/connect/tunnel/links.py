@@ -74,6 +74,7 @@ class Client:
         self.backlog_size = 0
         self.first = True
         self.failed = False
+        self._opening: Any = None
         self.commands: CommandScanner | None = None
         self.replies: ReplyScanner | None = None
         if proxy.cluster:
@@ -88,7 +89,7 @@ class Client:
         self.transport = transport
         transport.set_write_buffer_limits(high=_HIGH_WATER)
         self.proxy.clients.add(self)
-        asyncio.get_running_loop().create_task(self._open())
+        self._opening = asyncio.get_running_loop().create_task(self._open())  # keep a reference
 
     def data_received(self, data: bytes) -> None:
         if self.failed:

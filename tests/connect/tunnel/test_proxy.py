@@ -204,6 +204,44 @@ def test_resp3_pushes_do_not_break_pairing(cluster, proxy):
     assert not any(b":%d\r\n" % p in tail for p in real_ports(cluster))
 
 
+def _until(sock, marker: bytes, buf: bytes = b"") -> bytes:
+    while marker not in buf:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before {marker!r}: {buf[-200:]!r}"
+        buf += chunk
+    return buf
+
+
+def _slots_are_local(reply: bytes, cluster) -> bool:
+    return b"$9\r\n127.0.0.1\r\n" in reply and not any(
+        b":%d\r\n" % p in reply for p in real_ports(cluster)
+    )
+
+
+def test_client_reply_skip_off_on_and_monitor_until_reset(cluster, proxy):
+    import socket
+
+    with socket.create_connection(("127.0.0.1", proxy.entry), timeout=10) as s:
+        s.sendall(
+            b"CLIENT REPLY SKIP\r\nSET quiet:1 a\r\nCLIENT REPLY OFF\r\nSET quiet:2 b\r\n"
+            b"CLIENT REPLY ON\r\nCLUSTER SLOTS\r\nPING\r\n"
+        )
+        buf = _until(s, b"+PONG\r\n")
+    assert buf.startswith(b"+OK\r\n*") and _slots_are_local(buf, cluster)
+    with socket.create_connection(("127.0.0.1", proxy.entry), timeout=10) as mon:
+        mon.sendall(b"MONITOR\r\n")
+        buf = _until(mon, b"+OK\r\n")
+        other = redis.Connection(port=proxy.entry, socket_timeout=10)
+        other.send_command("CLUSTER", "SLOTS")
+        other.read_response()
+        buf = _until(mon, b'"CLUSTER" "SLOTS"', buf)  # the stream passes as it is
+        mon.sendall(b"RESET\r\nCLUSTER SLOTS\r\nPING\r\n")
+        buf = _until(mon, b"+PONG\r\n", buf)
+        other.disconnect()
+    after = buf.split(b"+RESET\r\n", 1)[1]
+    assert after.startswith(b"*") and _slots_are_local(after, cluster)
+
+
 @pytest.mark.parametrize("protocol", [3, 2])
 def test_cluster_shards_maps_and_flat_arrays(cluster, proxy, protocol):
     conn = redis.Connection(port=proxy.entry, protocol=protocol, socket_timeout=10)

@@ -11,7 +11,7 @@ import pytest
 import redis
 from helpers.resp_proxy import NameDial, open_proxy, read_all, wait_until
 
-from closeup_ops.connect.tunnel.proxy import TLS_HINT
+from closeup_ops.connect.tunnel.proxy import TLS_HINT, NodeProxy, Upstream
 from closeup_ops.local.servers import free_port, start_redis
 
 
@@ -103,8 +103,9 @@ def test_set_dial_keeps_listeners_and_new_connections_use_it(servers, proxy):
 
 def test_a_local_port_can_be_chosen_and_close_ends_everything(servers):
     port = free_port()
-    px = open_proxy(NameDial(), cluster=False)
-    assert px.add("127.0.0.1", servers[1].port, local_port=port) == port
+    px = NodeProxy(NameDial(), Upstream(), cluster=False)
+    assert px.add("127.0.0.1", servers[1].port, local_port=port) == port  # before start()
+    px.start()
     conn = redis.Connection(port=port, socket_timeout=10)
     conn.send_command("PING")
     conn.read_response()
