@@ -313,6 +313,39 @@ def test_a_20_mb_value_round_trip(cluster, proxy):
     rc.close()
 
 
+def test_ask_during_a_slot_migration_names_a_new_local_listener(cluster):
+    key = "ask:absent-key"
+    source = owner(cluster, key)
+    target = next(p for p in {owner(cluster, f"t{i}") for i in range(50)} if p != source)
+    src, dst = direct(source), direct(target)
+    slot = src.execute_command("CLUSTER", "KEYSLOT", key)
+    src_id, dst_id = src.execute_command("CLUSTER", "MYID"), dst.execute_command("CLUSTER", "MYID")
+    px = open_proxy(NameDial(NAMES))
+    try:
+        entry = px.add(name_of(cluster, source), source)
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        conn = redis.Connection(port=entry, protocol=2, socket_timeout=10)
+        conn.send_command("GET", key)
+        with pytest.raises(redis.exceptions.AskError) as err:
+            conn.read_response()
+        assert str(err.value).startswith(f"{slot} 127.0.0.1:")
+        local = int(str(err.value).rsplit(":", 1)[1])
+        assert px.nodes()[("127.0.0.1", target)] == local  # made before the reply went out
+        there = redis.Connection(port=local, protocol=2, socket_timeout=10)
+        there.send_command("ASKING")
+        assert there.read_response() == b"OK"
+        there.send_command("GET", key)
+        assert there.read_response() is None
+        for c in (conn, there):
+            c.disconnect()
+        assert px.errors == []
+    finally:
+        for r in (src, dst):
+            r.execute_command("CLUSTER", "SETSLOT", slot, "NODE", src_id)
+        px.close()
+
+
 def test_failover_moved_to_the_new_primary_gets_a_listener_on_the_fly(cluster, proxy):
     """Last in the module: it changes which node is primary."""
     key = "failover:key"
