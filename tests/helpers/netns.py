@@ -340,6 +340,15 @@ def build_demo_cluster(env: Vpc) -> None:
             f"{name} in sync",
             timeout=60,
         )
+    # Redis 7 leaves a replica out of CLUSTER SLOTS until it has replicated something
+    # (offset 0 counts as unavailable): write to every shard, then wait for all six names.
+    for i in range(30):
+        env.demo_cli(DEMO_NODES[0][0], "-c", "SET", f"init:{i}", "1")
+    wait_until(
+        lambda: all(n in env.demo_cli(DEMO_NODES[0][0], "CLUSTER", "SLOTS") for n, _ in DEMO_NODES),
+        "every node in CLUSTER SLOTS",
+        timeout=60,
+    )
 
 
 def build_serverless(env: Vpc) -> None:

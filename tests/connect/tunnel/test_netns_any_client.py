@@ -351,7 +351,8 @@ def test_ssh_drop_reconnects_on_the_same_ports(vpc, engine):
     try:
         served = {n["node"] for n in held.doc["nodes"]}
         # the configuration endpoint, then 3 primaries + 3 replicas, each by its name
-        assert served == {f"{DEMO_ENTRY}:{DEMO_PORT}"} | {f"{n}:{DEMO_PORT}" for n, _ in DEMO_NODES}
+        expected = {f"{DEMO_ENTRY}:{DEMO_PORT}"} | {f"{n}:{DEMO_PORT}" for n, _ in DEMO_NODES}
+        assert served == expected, (held.doc, held.err_lines)
         ports = [int(n["local"].rsplit(":", 1)[1]) for n in held.doc["nodes"]]
         exports = held.doc["exports"]
         first = redis_cli_c(vpc, exports, set_commands("t11:drop:", 10))
@@ -376,7 +377,8 @@ def pgrep(pattern: str) -> subprocess.CompletedProcess:
 
 def test_ctrl_c_closes_every_listener_and_the_ssh_child(vpc):
     ssh_child = f"-p {SSH_PORT} -l "
-    assert pgrep(ssh_child).returncode == 1, "an ssh child from an earlier test is running"
+    left = pgrep(ssh_child)
+    assert left.returncode == 1, f"an ssh child from an earlier test is running: {left.stdout}"
     held = HeldTunnel(demo_env(vpc), prefix=vpc.on_laptop())
     try:
         ports = {int(n["local"].rsplit(":", 1)[1]) for n in held.doc["nodes"]}
