@@ -132,11 +132,13 @@ def cluster_main(args: Any) -> int:
             "redis-cli --scan per primary": (["sh", "-c", anchor], "anchor", primaries),
         }
         every = list(nodes.values())
+        pids = [n.pid for n in cluster.nodes]
         results: dict[str, list[dict[str, float]]] = {name: [] for name in runs}
         for rnd in range(args.rounds):
             for i, (name, (cmd, kind, read_nodes)) in enumerate(runs.items()):
                 out = work / f"out{i}"
                 reset_stats(every)
+                proc_before = _proc_cpu(pids)
                 if kind == "anchor":
                     start = time.perf_counter()
                     with open(out, "wb") as fh:
@@ -144,6 +146,9 @@ def cluster_main(args: Any) -> int:
                     m = {"wall": time.perf_counter() - start, "rss_mib": 0.0, "cpu": 0.0}
                 else:
                     m = gnu_time(cmd, out, env, work)
+                m["proc_s"] = _proc_cpu(pids) - proc_before
+                # cores this run got: the servers' process CPU plus the tool's, over the wall
+                m["cores"] = (m["proc_s"] + m["cpu"]) / m["wall"]
                 used = SUMMARY_CMDS if kind == "summary" else SCAN_ONLY
                 per_node = server_usec([nodes[a] for a in read_nodes], used)
                 m["server_s"] = sum(per_node) / 1e6
@@ -157,7 +162,8 @@ def cluster_main(args: Any) -> int:
                 print(
                     f"round {rnd + 1}: {name}: {m['wall']:.2f} s, servers {m['server_s']:.2f} s "
                     f"CPU (floor {m['floor']:.2f} s), tool {m['cpu']:.2f} s CPU, "
-                    f"{m['rss_mib']:.0f} MiB, load {os.getloadavg()[0]:.2f}",
+                    f"{m['rss_mib']:.0f} MiB; servers' process CPU {m['proc_s']:.2f} s, "
+                    f"{m['cores']:.2f} cores used; load {os.getloadavg()[0]:.2f}",
                     flush=True,
                 )
         rate_report = _rate_accuracy(env, nodes, primaries, args.rate, work)
@@ -165,6 +171,15 @@ def cluster_main(args: Any) -> int:
     finally:
         cluster.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _proc_cpu(pids: list[int]) -> float:
+    """utime + stime of these processes, seconds (/proc/PID/stat fields 14 and 15)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _wait_replicas(nodes: dict[str, Any], primaries: list[str], replicas: list[str]) -> None:
@@ -275,7 +290,9 @@ def _report(
             f"{name}: {m['wall']:.2f} s = {r_seq:.2f}x sequential ({s['wall']:.2f} s; per round "
             f"{' '.join(f'{p:.2f}' for p in paired)}), {r_floor:.2f}x the floor "
             f"({floor:.2f} s = {s['server_s']:.2f} s server CPU / {CORES}; under this run's "
-            f"contention commandstats said {m['server_s']:.2f} s); tool CPU {m['cpu']:.2f} s; "
+            f"contention commandstats said {m['server_s']:.2f} s); tool CPU {m['cpu']:.2f} s, "
+            f"servers' process CPU {m['proc_s']:.2f} s (sequential {s['proc_s']:.2f} s), "
+            f"{m['cores']:.2f} of {CORES} cores used (sequential {s['cores']:.2f}); "
             f"targets <= 0.6x and <= 1.3x: {'PASS' if good else 'FAIL'}"
         )
     anchor = med["redis-cli --scan per primary"]["wall"]
