@@ -28,7 +28,6 @@ from helpers.netns import (
     SERVERLESS_PASSWORD,
     SERVERLESS_PORT,
     SERVERLESS_USER,
-    SSH_PORT,
     wait_until,
 )
 
@@ -376,14 +375,18 @@ def pgrep(pattern: str) -> subprocess.CompletedProcess:
 
 
 def test_ctrl_c_closes_every_listener_and_the_ssh_child(vpc):
-    ssh_child = f"-p {SSH_PORT} -l "
-    left = pgrep(ssh_child)
-    assert left.returncode == 1, f"an ssh child from an earlier test is running: {left.stdout}"
     held = HeldTunnel(demo_env(vpc), prefix=vpc.on_laptop())
     try:
         ports = {int(n["local"].rsplit(":", 1)[1]) for n in held.doc["nodes"]}
-        assert ports and ports <= vpc.listening(vpc.laptop)
-        assert pgrep(ssh_child).returncode == 0  # the pattern finds the running child
+        assert len(ports) == 7 and ports <= vpc.listening(vpc.laptop)
+        # this tunnel's ssh child, by the SOCKS port on its command line
+        child = subprocess.run(
+            ["pgrep", "-P", str(held.proc.pid), "-x", "ssh"], capture_output=True, text=True
+        ).stdout.split()
+        assert len(child) == 1, child
+        argv = open(f"/proc/{child[0]}/cmdline").read().split("\0")
+        ssh_child = f"-D {argv[argv.index('-D') + 1]} "
+        assert pgrep(ssh_child).returncode == 0  # the pattern finds it while it runs
     finally:
         code = held.interrupt()
     assert code == 0
