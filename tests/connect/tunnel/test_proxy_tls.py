@@ -98,6 +98,7 @@ def test_an_ip_only_node_verifies_against_server_name_and_fails_against_the_ip(c
     creds = dict(username=USER, password=lambda: SECRET)
     px = open_proxy(NameDial(), upstream(cluster, **creds))
     named = open_proxy(NameDial(), upstream(cluster, server_name=NAMES[0], **creds))
+    unchecked = open_proxy(NameDial(), Upstream(tls=True, insecure=True, **creds))  # asked for
     try:
         bad = redis.Redis(port=px.add("127.0.0.1", port), socket_timeout=10)
         with pytest.raises(redis.ResponseError) as err:
@@ -106,9 +107,11 @@ def test_an_ip_only_node_verifies_against_server_name_and_fails_against_the_ip(c
         assert f"cannot reach node 127.0.0.1:{port}" in text
         assert "TLS certificate not accepted" in text and "127.0.0.1" in text
         assert redis.Redis(port=named.add("127.0.0.1", port), socket_timeout=10).ping()
+        assert redis.Redis(port=unchecked.add("127.0.0.1", port), socket_timeout=10).ping()
     finally:
         px.close()
         named.close()
+        unchecked.close()
 
 
 def test_a_refused_password_is_reported_without_the_password(cluster):
