@@ -206,9 +206,9 @@ class NodeProxy:
         sock = self._dial(host, port)
         try:
             password = self.upstream.password() if self.upstream.password else None
-        except BaseException:
+        except Exception as exc:  # e.g. no AWS credentials for an IAM token
             sock.close()
-            raise
+            raise PermissionError(f"no password for the node: {exc}") from exc
         return sock, password
 
 

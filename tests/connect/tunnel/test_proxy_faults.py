@@ -87,6 +87,19 @@ def test_a_dial_failure_reaches_the_client_as_one_error_line(proxy):
         r.ping()
 
 
+def test_a_password_that_cannot_be_made_reaches_the_client(servers):
+    def token() -> str:
+        raise RuntimeError("Unable to locate credentials")
+
+    px = open_proxy(NameDial(), Upstream(password=token), cluster=False)
+    try:
+        r = redis.Redis(port=px.add("127.0.0.1", servers[0].port), socket_timeout=10)
+        with pytest.raises(redis.ResponseError, match="no password for the node: Unable to"):
+            r.ping()
+    finally:
+        px.close()
+
+
 def test_set_dial_keeps_listeners_and_new_connections_use_it(servers, proxy):
     before = proxy.nodes()
     kept = redis.Connection(port=proxy.ports[0], socket_timeout=10)
