@@ -18,11 +18,14 @@ class NameDial:
         self.names = set(names or [])
         self.calls: list[tuple[str, int]] = []
         self.refuse: str | None = None
+        self.gate = threading.Event()  # clear it to hold every dial (a slow bastion)
+        self.gate.set()
         self._lock = threading.Lock()
 
     def __call__(self, host: str, port: int) -> socket.socket:
         with self._lock:
             self.calls.append((host, port))
+        self.gate.wait(30)
         if self.refuse:
             raise ConnectionRefusedError(self.refuse)
         address = "127.0.0.1" if host in self.names else host

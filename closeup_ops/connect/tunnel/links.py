@@ -74,6 +74,7 @@ class Client:
         self.backlog_size = 0
         self.first = True
         self.failed = False
+        self.eof_pending = False
         self._opening: Any = None
         self.commands: CommandScanner | None = None
         self.replies: ReplyScanner | None = None
@@ -114,7 +115,13 @@ class Client:
                 self.transport.pause_reading()
 
     def eof_received(self) -> bool:
-        if self.ready and self.upstream.transport.can_write_eof():
+        """The client is done sending (half-close): pass that on once its bytes are."""
+        if self.failed:
+            return False
+        if not self.ready:
+            self.eof_pending = True  # sent after the backlog, once the upstream is open
+            return True
+        if self.upstream.transport.can_write_eof():
             self.upstream.transport.write_eof()
             return True
         return False
@@ -171,6 +178,8 @@ class Client:
             self.upstream.transport.writelines(self.backlog)
             self.backlog = []
             self.transport.resume_reading()
+        if self.eof_pending and not self.eof_received():
+            self.transport.close()
 
     def _close_upstream(self) -> None:
         if self.upstream is not None and self.upstream.transport is not None:

@@ -43,6 +43,16 @@ def test_standalone_traffic_passes_through(servers, proxy):
     assert proxy.nodes() == {("127.0.0.1", s.port): p for s, p in pairs}
 
 
+def test_a_client_that_sends_then_half_closes_still_gets_its_replies(proxy):
+    proxy.dial_log.gate.clear()  # the bastion is slow to connect
+    with socket.create_connection(("127.0.0.1", proxy.ports[0]), timeout=10) as raw:
+        raw.sendall(b"SET half closed\r\nGET half\r\n")
+        raw.shutdown(socket.SHUT_WR)  # before the upstream connection is even open
+        wait_until(lambda: any(c.eof_pending for c in proxy.clients), "the proxy to see EOF")
+        proxy.dial_log.gate.set()
+        assert read_all(raw) == b"+OK\r\n$6\r\nclosed\r\n"
+
+
 def test_a_tls_client_hello_gets_an_error_line_and_is_closed(proxy):
     with socket.create_connection(("127.0.0.1", proxy.ports[0]), timeout=10) as raw:
         ctx = ssl.create_default_context()
