@@ -136,3 +136,13 @@ def test_serverless_redis_py_child_without_credentials(vpc):
     )
     assert r.returncode == 11, r.stderr
     assert r.stdout.split() == ["1", "true", "false"]  # one endpoint holds every slot
+
+
+def test_serverless_wrong_password_fails_before_the_child_without_leaking_it(vpc, tmp_path):
+    env = {**serverless_env(vpc), "REDIS_PASSWORD": "wrong-Pa55-0451"}
+    marker = tmp_path / "ran"
+    r = vpc.run_on_laptop(env, CLOSEUP_OPS, "tunnel", "--", "touch", str(marker))
+    assert r.returncode == 4, r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if "error" in ln]
+    assert len(errors) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "wrong-Pa55-0451" not in r.stdout + r.stderr and not marker.exists()
