@@ -114,7 +114,10 @@ def _standalone_replicas(target: RedisTarget) -> list[tuple[str, Any]]:
 
     from closeup_ops.connect.redis import connection_kwargs
 
-    info = target.client.info("replication")
+    try:
+        info = target.client.info("replication")
+    except redis.RedisError:  # INFO refused (an ACL user without it): no replica known
+        return []
     if info.get("role") == "slave":
         return [(target.endpoint, target.client)]
     out = []
