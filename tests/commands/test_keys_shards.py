@@ -426,3 +426,25 @@ def test_bad_shard_options_exit_2(cli, args, env, needle):
     r = cli(*args, env={"REDIS_PORT": "1", **env})
     assert r.code == 2, r.err
     assert needle in r.err and len(r.err_lines) == 1 and "Traceback" not in r.err
+
+
+def test_replicas_when_info_is_refused_fall_back_with_a_line(cli, tmp_path):
+    """An ACL user without INFO cannot list the replicas: the primary is read, and said."""
+    from closeup_ops.local.servers import start_redis
+
+    server = start_redis(tmp_path / "acl")
+    try:
+        admin = node_client(server)
+        admin.execute_command("ACL", "SETUSER", "noinfo", "on", ">pw-123", "~*", "+@all", "-info")
+        fill(admin, "q:{}", 50, ttl=60)
+        env = server_env(
+            server, REDIS_USERNAME="noinfo", REDIS_PASSWORD="pw-123", REDIS_CLUSTER="false"
+        )
+        r = cli("ttl", "--pattern", "q:*", "--replicas", "--json", env=env)
+        assert r.code == 0, r.err
+        doc = r.json()
+        assert doc["with_ttl"] == 50 and doc["shards"][0]["role"] == "primary"
+        assert "no replica" in r.err and "pw-123" not in r.out + r.err
+        admin.close()
+    finally:
+        server.stop()
