@@ -448,3 +448,23 @@ def test_replicas_when_info_is_refused_fall_back_with_a_line(cli, tmp_path):
         admin.close()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("yes", [False, True])
+def test_delete_limit_is_exact_across_shards(cli, redis_cluster, yes):
+    """--limit 37 over three shards at once: 37 matched (and UNLINKed), not one more."""
+    client = client_for(redis_cluster)
+    prefix = unique_prefix("dl")
+    fill(client, prefix + ":l:{}", 3000)
+    try:
+        args = ["keys", f"{prefix}:*", "--delete", "--limit", "37", "--scan-count", "100"]
+        r = cli(*args, *(["--yes"] if yes else []), "--json", env=server_env(redis_cluster.entry))
+        assert r.code == 0, r.err
+        doc = r.json()
+        assert doc["matched"] == 37 and doc["deleted"] == (37 if yes else 0), doc
+        left = sum(1 for _ in client.scan_iter(f"{prefix}:*", count=1000))
+        assert left == 3000 - doc["deleted"]
+    finally:
+        for key in client.scan_iter(f"{prefix}:*", count=1000):
+            client.delete(key)
+        client.close()
