@@ -468,3 +468,35 @@ def test_delete_limit_is_exact_across_shards(cli, redis_cluster, yes):
         for key in client.scan_iter(f"{prefix}:*", count=1000):
             client.delete(key)
         client.close()
+
+
+def test_replicas_values_read_on_replicas(cli, redis_cluster):
+    client = client_for(redis_cluster)
+    prefix = unique_prefix("rv")
+    fill(client, prefix + ":v:{}", 200, value="secret-123")
+    primaries, replicas = roles(redis_cluster)
+    wait_until(lambda: replicas_caught_up(primaries, replicas), "replicas to catch up")
+    reset_stats(primaries + replicas)
+    try:
+        r = cli(
+            "keys",
+            f"{prefix}:*",
+            "--values",
+            "--replicas",
+            "--json",
+            env=server_env(redis_cluster.entry),
+        )
+        assert r.code == 0, r.err
+        rows = ndjson(r.out)
+        assert len(rows) == 200 and "secret-123" not in r.out
+        assert all(row["type"] == "string" for row in rows), rows[0]
+        assert all(row["length"] == len("secret-123") for row in rows)
+        assert {row["read_from"] for row in rows} <= {n.address for n in replicas}
+        for node in primaries:
+            stats = commandstats(node)
+            assert not {"cmdstat_type", "cmdstat_strlen"} & set(stats), stats
+        assert sum(commandstats(n).get("cmdstat_strlen", 0) for n in replicas) == 200
+    finally:
+        for key in client.scan_iter(f"{prefix}:*", count=1000):
+            client.delete(key)
+        client.close()
