@@ -41,7 +41,7 @@ def rewrite_reply(kind: Kind, frame: bytes, mapper: Mapper, tls: bool = False) -
         node, end = parse(frame)
     except ValueError:
         return frame
-    if end != len(frame) or node[1] is None or isinstance(node[1], bytes) and kind != NODES:
+    if end != len(frame) or node[1] is None or (isinstance(node[1], bytes) and kind != NODES):
         return frame
     try:
         if kind == SLOTS:
@@ -203,7 +203,10 @@ def rewrite_nodes_text(text: bytes, mapper: Mapper) -> bytes:
 
 
 def _nodes(frame: Frame, mapper: Mapper) -> Frame:
+    """CLUSTER NODES: one text; CLUSTER REPLICAS / SLAVES: an array of such lines."""
     t, text = frame
+    if isinstance(text, list):
+        return (t, [_nodes(line, mapper) for line in text])
     if t == ord("="):  # RESP3 verbatim string: "txt:" then the text
         return (t, text[:4] + rewrite_nodes_text(text[4:], mapper))
     if t not in b"$+":

@@ -262,6 +262,13 @@ def test_cluster_shards_maps_and_flat_arrays(cluster, proxy, protocol):
     text = conn.read_response()
     text = text.decode() if isinstance(text, bytes) else str(text)
     assert len(re.findall(r" 127\.0\.0\.1:\d+@", text)) == 6
+    primary = next(line.split()[0] for line in text.splitlines() if "master" in line)
+    for command in ("REPLICAS", "SLAVES"):
+        conn.send_command("CLUSTER", command, primary)
+        (line,) = conn.read_response()
+        line = line.decode() if isinstance(line, bytes) else str(line)
+        port = int(re.match(r"\w+ 127\.0\.0\.1:(\d+)@", line).group(1))
+        assert port in set(proxy.nodes().values())
     conn.disconnect()
 
 

@@ -321,6 +321,16 @@ def test_cluster_nodes_lines_bulk_and_verbatim():
     assert out.startswith(b"=") and b"\r\ntxt:e7d1 127.0.0.1:50001@16379," in out
 
 
+def test_cluster_replicas_is_an_array_of_lines_and_aux_fields_stay():
+    line = b"67ed 10.0.0.2:6379@16379,,shard-id=9f slave e7d1 0 1426238317239 4 connected"
+    data = b"*1\r\n$%d\r\n%s\r\n" % (len(line), line)
+    ports = Ports()
+    out = rewrite_reply(NODES, data, ports)
+    new = b"67ed 127.0.0.1:50001@16379,,shard-id=9f slave e7d1 0 1426238317239 4 connected"
+    assert out == b"*1\r\n$%d\r\n%s\r\n" % (len(new), new)
+    assert ports.calls == [("10.0.0.2", 6379, None)]
+
+
 def test_an_error_answer_to_a_topology_command_is_left_alone():
     err = b"-ERR This instance has cluster support disabled\r\n"
     for kind in (SLOTS, SHARDS, NODES):
