@@ -45,12 +45,7 @@ def pytest_report_header(config):
 # What closeup-ops does wrong on Valkey and nobody has fixed yet: marked xfail in the Valkey
 # pass (shown with the reason in the summary, never silently skipped); remove an entry with
 # its fix. What a Valkey build lacks (TLS) is a skip in the fixture instead (redis_tls).
-VALKEY_KNOWN_BUGS = {
-    "tests/ops/keyspace/test_keys.py::test_delete_keys_counts_and_audits": (
-        "Valkey 9's SCAN returns a key again when keys are UNLINKed behind the cursor "
-        "(SCAN allows duplicates): keys --delete counts them in matched and against --limit"
-    ),
-}
+VALKEY_KNOWN_BUGS: dict[str, str] = {}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -77,6 +77,14 @@ class _Quota:
             self.left -= got
             return got
 
+    def give_back(self, n: int) -> None:
+        """Keys taken whose UNLINK removed nothing (SCAN may return a key twice - Valkey 9
+        does when keys are UNLINKed behind its cursor - or the app deleted it first):
+        --limit counts what the server removed."""
+        if self.left is not None and n > 0:
+            with self.lock:
+                self.left += n
+
 
 def delete_keys(
     target: RedisTarget,
@@ -117,7 +125,11 @@ def delete_keys(
                         raise ServerRefused(channel.address, str(reply))
                     deleted += reply
                 tally[0] += deleted
-                yield raw.keys, _matched(raw.keys, yes, taken, quota), deleted
+                matched = _matched(raw.keys, yes, taken, quota)
+                if yes:  # with --yes a match is a key the server removed (no duplicates)
+                    quota.give_back(matched - deleted)
+                    matched = deleted
+                yield raw.keys, matched, deleted
         except (Exception, GeneratorExit, KeyboardInterrupt) as exc:
             if worker is not None and not isinstance(exc, ConnectionLost):
                 # UNLINKs already sent were done by the server: count them too.
