@@ -21,6 +21,9 @@ SPEC_COMMANDS = {
     "caches",
     "doctor",
     "stats",
+    "events",
+    "triage",
+    "cost",
     "sandbox",
 }
 
