@@ -151,6 +151,15 @@ def test_tls_through_tunnel_verifies_the_endpoint_name(cli, redis_tls, tls_files
     assert f"REDIS_URL=redis://127.0.0.1:{port}" in out
 
 
+def test_doctor_via_bastion_says_the_tunnel_did_tls(cli, redis_tls, tls_files, sshd):
+    # the checks after the tunnel see its plain local side: the tunnel's line says who did TLS
+    env = tls_env(redis_tls, sshd, tls_files, REDIS_HOST="localhost")
+    r = cli("doctor", "--via-bastion", "--json", env=env)
+    checks = {c["name"]: c for c in r.json()["checks"]}
+    assert checks["tunnel"]["status"] == "ok", checks["tunnel"]
+    assert "TLS to the cache verified by the tunnel for localhost" in checks["tunnel"]["evidence"]
+
+
 def test_tls_wrong_name_fails_through_tunnel(cli, redis_tls, tls_files, sshd):
     env = tls_env(redis_tls, sshd, tls_files, REDIS_TLS_SERVER_NAME="not-in-the-cert.example")
     r = cli("ping", "--via-bastion", env=env)
