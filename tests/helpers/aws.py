@@ -122,3 +122,18 @@ def not_found(stub, method: str, code: str, params: dict | None = None) -> None:
     stub.add_client_error(
         method, service_error_code=code, http_status_code=404, expected_params=params
     )
+
+
+class Clock:
+    """A fake monotonic clock whose sleep() only advances it (and records the waits)."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds

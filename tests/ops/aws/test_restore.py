@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pytest
 from botocore.stub import ANY
-from helpers.aws import not_found, stubbed
+from helpers.aws import Clock, not_found, stubbed
 
 from closeup_ops.errors import AwsResourceError
 from closeup_ops.ops.aws import restore
@@ -379,19 +379,6 @@ def test_serverless_restore_copies_limits_key_and_backups_of_the_source():
 
 
 # --- waits end on every terminal state -----------------------------------------------------
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def test_a_member_that_failed_to_restore_ends_the_wait_at_the_first_poll():

@@ -8,7 +8,7 @@ import datetime
 import boto3
 import pytest
 from helpers import aws as aws_helpers
-from helpers.aws import not_found, serverless_desc, stubbed
+from helpers.aws import Clock, not_found, serverless_desc, stubbed
 
 from closeup_ops.connect import aws
 from closeup_ops.errors import AwsResourceError
@@ -103,19 +103,6 @@ def _poll(stub, status: str) -> None:
         {"ServerlessCacheSnapshots": [_serverless_snap(status)]},
         {"ServerlessCacheSnapshotName": "s1"},
     )
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def test_wait_creating_to_available_with_backoff():
