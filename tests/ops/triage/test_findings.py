@@ -193,6 +193,62 @@ def test_connections_near_maxclients_are_critical(cli, server):
     assert "many-from-one" not in findings(doc)  # 64 < the limit of 100 for that
 
 
+def test_rejected_connections_rising_are_critical(cli, server):
+    """Between triage's two INFO reads the server refuses connections (maxclients reached),
+    then they are freed: at the second read it is far from full, but rejected_connections
+    rose - the finding comes from the rate, produced here on a real server."""
+    s = server("--maxclients", "40")
+    watcher = client(s)
+    base = watcher.info("commandstats").get("cmdstat_info", {}).get("calls", 0)
+    polls = [1]  # the watcher's own INFO calls
+    outcome: dict[str, object] = {}
+
+    def triage_has_read_info() -> bool:
+        # INFO's own count excludes the call that reads it: what is left is triage's
+        calls = watcher.info("commandstats").get("cmdstat_info", {}).get("calls", 0)
+        theirs = calls - base - polls[0]
+        polls[0] += 1
+        return theirs >= 1
+
+    def flood(stop: threading.Event) -> None:
+        # raw sockets: a refused connection is one reply, with no client-side retries
+        held: list[socket.socket] = []
+        try:
+            wait_until(triage_has_read_info, "triage's first INFO read")
+            refused = 0
+            for _ in range(80):
+                sock = socket.create_connection((s.host, s.port), timeout=5)
+                sock.sendall(b"PING\r\n")
+                reply = sock.recv(256)
+                if reply.startswith(b"+PONG"):
+                    held.append(sock)
+                    continue
+                sock.close()
+                assert b"max number of clients" in reply, reply
+                refused += 1
+                if refused >= 5:
+                    break
+            outcome["refused"] = refused
+        except Exception as exc:  # said in the assertion below, not lost in the thread
+            outcome["error"] = exc
+        finally:
+            for c in held:
+                c.close()
+            outcome["freed"] = True
+
+    with background(flood):
+        r, doc = triage(cli, s, "--interval", "4")
+    watcher.close()
+    assert "error" not in outcome and outcome.get("refused") == 5, outcome
+    assert r.code == 6, r.err
+    f = findings(doc)["maxclients"]
+    assert f["severity"] == "critical" and "rejecting" in f["title"], f
+    (node,) = doc["nodes"]
+    # far from full at the second read: the finding is the rejections' rate, not the gauge
+    assert node["connected_clients"] < 36 and node["rejected_connections"] == 5, node
+    assert node["rejected_per_s"] > 0
+
+
 def test_many_connections_from_one_process(cli, server):
     s = server()
     held = [redis.Redis(host=s.host, port=s.port, client_name="leaky-worker") for _ in range(120)]
