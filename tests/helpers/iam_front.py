@@ -162,12 +162,12 @@ class IamFront:
     def stop(self) -> None:
         self._running = False
         self._listener.close()
+        # shutdown, not close: a relay thread may be inside SSL_read on one of these, and
+        # OpenSSL keeps the fd number - closing it here would let a later connection reuse
+        # the number and have its bytes read by that stale thread. The threads close them.
         with self._lock:
             for s in self._socks:
-                try:
-                    s.close()
-                except OSError:
-                    pass
+                _shutdown(s)
 
     def _accept(self) -> None:
         while self._running:
@@ -232,13 +232,25 @@ class IamFront:
             try:
                 while data := src.recv(65536):
                     dst.sendall(data)
+            except (OSError, ValueError):
+                pass
+            # wake the other direction with EOF, but free no fd while it may still read
+            _shutdown(src)
+            _shutdown(dst)
+
+        other = threading.Thread(target=pump, args=(b, a), daemon=True)
+        other.start()
+        pump(a, b)
+        other.join(10)
+        for sock in (a, b):  # both directions are done: now the fds can go
+            try:
+                sock.close()
             except OSError:
                 pass
-            for s in (src, dst):
-                try:
-                    s.close()
-                except OSError:
-                    pass
 
-        threading.Thread(target=pump, args=(b, a), daemon=True).start()
-        pump(a, b)
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, ValueError):
+        pass
