@@ -10,10 +10,7 @@ import os
 
 import pytest
 from helpers.bastion import bastion_env
-from helpers.iam_front import IamFront, IamRules
-
-from closeup_ops.local.certs import make_tls_files
-from closeup_ops.local.servers import redis_cli, start_redis
+from helpers.iam_front import IamFront, IamRules, start_iam_backend
 
 IAM_USER = "iam-app"
 BACKEND_PASSWORD = "backend-Pa55-31"
@@ -24,16 +21,9 @@ NODE = "master.demo.abc123.euw1.cache.amazonaws.com"
 
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory):
-    base = tmp_path_factory.mktemp("tunnel-iam")
-    tls = make_tls_files(base / "backend-tls")
-    server = start_redis(base / "server", tls=tls)
-    redis_cli(
-        server,
-        "ACL", "SETUSER", IAM_USER, "on", f">{BACKEND_PASSWORD}", "~*", "&*", "+@all",
-        tls=tls,
-    )  # fmt: skip
-    redis_cli(server, "ACL", "SETUSER", "default", "off", tls=tls)
-    front_tls = make_tls_files(base / "front-tls", names=(SERVERLESS, NODE), ips=())
+    server, tls, front_tls = start_iam_backend(
+        tmp_path_factory.mktemp("tunnel-iam"), IAM_USER, BACKEND_PASSWORD, (SERVERLESS, NODE), ()
+    )
     yield server, tls, front_tls
     server.stop()
 

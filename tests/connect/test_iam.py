@@ -7,7 +7,7 @@ import os
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from helpers.iam_front import IamFront, IamRules, check_token
+from helpers.iam_front import IamFront, IamRules, check_token, start_iam_backend
 
 from closeup_ops.connect.iam import iam_token
 from closeup_ops.settings import Settings
@@ -199,19 +199,13 @@ IAM_BACKEND_PASSWORD = "backend-only-Pa55"
 @pytest.fixture(scope="module")
 def iam_backend(tmp_path_factory):
     """A TLS redis-server whose ACL user is the ElastiCache user id."""
-    from closeup_ops.local.certs import make_tls_files
-    from closeup_ops.local.servers import redis_cli, start_redis
-
-    base = tmp_path_factory.mktemp("iam")
-    backend_tls = make_tls_files(base / "backend-tls")
-    server = start_redis(base / "server", tls=backend_tls)
-    redis_cli(
-        server,
-        "ACL", "SETUSER", IAM_USER, "on", f">{IAM_BACKEND_PASSWORD}", "~*", "&*", "+@all",
-        tls=backend_tls,
-    )  # fmt: skip
-    redis_cli(server, "ACL", "SETUSER", "default", "off", tls=backend_tls)
-    front_tls = make_tls_files(base / "front-tls", names=(NODE, SERVERLESS, "localhost"))
+    server, backend_tls, front_tls = start_iam_backend(
+        tmp_path_factory.mktemp("iam"),
+        IAM_USER,
+        IAM_BACKEND_PASSWORD,
+        (NODE, SERVERLESS, "localhost"),
+        ("127.0.0.1",),
+    )
     yield server, backend_tls, front_tls
     server.stop()
 

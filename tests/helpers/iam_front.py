@@ -254,3 +254,22 @@ def _shutdown(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
     except (OSError, ValueError):
         pass
+
+
+def start_iam_backend(
+    base, user: str, password: str, front_names: tuple[str, ...], front_ips: tuple[str, ...]
+):
+    """(server, its TLS files, the front's TLS files): a TLS redis-server whose only user is
+    the ElastiCache user id `user` (default user off), and a certificate for the front that
+    names `front_names` and `front_ips`."""
+    from closeup_ops.local.certs import make_tls_files
+    from closeup_ops.local.servers import redis_cli, start_redis
+
+    backend_tls = make_tls_files(base / "backend-tls")
+    server = start_redis(base / "server", tls=backend_tls)
+    redis_cli(
+        server, "ACL", "SETUSER", user, "on", f">{password}", "~*", "&*", "+@all", tls=backend_tls
+    )
+    redis_cli(server, "ACL", "SETUSER", "default", "off", tls=backend_tls)
+    front_tls = make_tls_files(base / "front-tls", names=front_names, ips=front_ips)
+    return server, backend_tls, front_tls
