@@ -44,13 +44,15 @@ def keys(
         ),
     ] = 1000,
     parallel: Annotated[
-        int,
+        Optional[int],
         typer.Option(
             "--parallel",
-            help="Shards worked at once in cluster mode (1: one after the other).",
+            help="Shards worked at once in cluster mode (1: one after the other). "
+            "Default 8; at most this machine's cores when the nodes run on it (loopback).",
+            show_default=False,
             rich_help_panel=SCAN,
         ),
-    ] = 8,
+    ] = None,
     replicas: Annotated[
         bool,
         typer.Option(

@@ -42,8 +42,14 @@ def ttl(
     ] = None,
     scan_count: Annotated[int, typer.Option("--scan-count", help="SCAN COUNT hint.")] = 1000,
     parallel: Annotated[
-        int, typer.Option("--parallel", help="With --pattern: shards worked at once.")
-    ] = 8,
+        Optional[int],
+        typer.Option(
+            "--parallel",
+            help="With --pattern: shards worked at once (default 8; at most this "
+            "machine's cores when the nodes run on it).",
+            show_default=False,
+        ),
+    ] = None,
     replicas: Annotated[
         bool,
         typer.Option("--replicas", help="With --pattern: scan a replica of each shard."),

@@ -45,6 +45,7 @@ class DeleteReport:
     sample: list[str] = field(default_factory=list)
     nodes: int = 0
     shards: list[ShardRead] = field(default_factory=list)
+    parallel: int = 0  # shards worked at once
     slot_map_changed: bool | None = None
 
 
@@ -163,6 +164,7 @@ def delete_keys(
                 if yes:
                     report.deleted = stats.deleted = sum(t[0] for t in tallies)
                 report.nodes, report.shards = stats.nodes, stats.shards
+                report.parallel = stats.parallel
                 report.slot_map_changed = stats.slot_map_changed
     except errors.OpsError as exc:
         result = "interrupted" if isinstance(exc, Interrupted) else f"failed: {exc.message}"

@@ -33,6 +33,7 @@ from closeup_ops.ops.keyspace.shards import (
     MAX_PARALLEL,
     Shard,
     ShardRead,
+    choose_parallel,
     fan_out,
     plan,
     slot_map,
@@ -89,16 +90,17 @@ def check_spec(spec: ScanSpec) -> ScanSpec:
 class Reach:
     """How the shards are worked: at once (`parallel` at a time), from replicas, capped."""
 
-    parallel: int = DEFAULT_PARALLEL
+    parallel: int | None = None  # None: choose_parallel's default (see shards.py)
     replicas: bool = False
     rate: int | None = None  # commands per second per node
 
 
 def check_reach(reach: Reach) -> Reach:
-    if not 1 <= reach.parallel <= MAX_PARALLEL:
+    if reach.parallel is not None and not 1 <= reach.parallel <= MAX_PARALLEL:
         raise UsageError(
             f"--parallel {reach.parallel} is not valid",
-            f"use 1 (one shard after the other) to {MAX_PARALLEL} (default {DEFAULT_PARALLEL})",
+            f"use 1 (one shard after the other) to {MAX_PARALLEL} (default {DEFAULT_PARALLEL}, "
+            "at most the cores here when the nodes run on this machine)",
         )
     return reach
 
@@ -116,6 +118,7 @@ class ScanStats:
     shards: list[ShardRead] = field(default_factory=list)
     slot_map_changed: bool | None = None  # None: standalone, or not compared (cut short)
     moved: int = 0  # keys whose slot moved between SCAN and the per-key command
+    parallel: int = 0  # shards worked at once (choose_parallel)
 
     @property
     def unit(self) -> str:
@@ -195,7 +198,8 @@ def drive(
     stats.nodes = len(shards)
     stats.shards = [s.read for s in shards]
     before = slot_map(target)
-    with closing(fan_out([_bind(job, s) for s in shards], reach.parallel, stop)) as feed:
+    stats.parallel = choose_parallel(reach.parallel, shards)
+    with closing(fan_out([_bind(job, s) for s in shards], stats.parallel, stop)) as feed:
         for _, item in feed:
             if item is DONE:
                 stats.nodes_done += 1

@@ -11,6 +11,8 @@ finds the queue full waits (its node then waits for it: back-pressure, not buffe
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -65,6 +67,10 @@ class Shard:
             self.read.note = "no replica answered (" + "; ".join(errors) + "): read the primary"
             self.replicas = []
         return NodeChannel(self.read.primary, self.primary_client, self.limiter)
+
+    def addresses(self) -> list[str]:
+        """Every node this shard may be read from: its replica candidates and its primary."""
+        return [a for a, _ in self.replicas] + [self.read.primary]
 
     def primary_channel(self) -> NodeChannel:
         return NodeChannel(self.read.primary, self.primary_client, self.limiter)
@@ -130,6 +136,42 @@ def _standalone_replicas(target: RedisTarget) -> list[tuple[str, Any]]:
             client = redis.Redis(connection_pool=redis.ConnectionPool(**kwargs))
             out.append((f"{host}:{port}", client))
     return out
+
+
+def choose_parallel(asked: int | None, shards: list[Shard]) -> int:
+    """Shards worked at once: `asked` (--parallel) when given. By default every shard at
+    once up to DEFAULT_PARALLEL, since remote nodes each work on their own host while our
+    threads wait; but when every node to read is on this machine (a loopback address: a
+    local cluster, or the local ends of a tunnel, whose proxy and ssh run here), the nodes
+    share this machine's cores with each other and with us, so at most as many as it has
+    cores: more only makes them take turns with cold caches (measured on 2 cores: 6 local
+    primaries at once cost their servers 40-65% more CPU than one after the other, 2 at
+    once no more; benchmarks/RESULTS.md)."""
+    if asked is not None:
+        return asked
+    n = min(DEFAULT_PARALLEL, max(1, len(shards)))
+    if shards and all(on_this_machine(a) for s in shards for a in s.addresses()):
+        n = min(n, machine_cores())
+    return n
+
+
+def on_this_machine(address: str) -> bool:
+    """A node at a loopback address (or `localhost`) runs on this machine. Names are not
+    resolved here (a VPC name may resolve only on a bastion): a name is taken as remote."""
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def machine_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 # --- the slot map -------------------------------------------------------------------------

@@ -78,6 +78,7 @@ class Summary:
     namespaces: list[Namespace]
     biggest: list[BigKey] = field(default_factory=list)  # the top N by MEMORY USAGE
     shards: list[ShardRead] = field(default_factory=list)
+    parallel: int = 0  # shards worked at once
     slot_map_changed: bool | None = None
 
     @property
@@ -305,6 +306,7 @@ def _build(
         namespaces=out,
         biggest=biggest,
         shards=stats.shards,
+        parallel=stats.parallel,
         slot_map_changed=stats.slot_map_changed,
     )
 

@@ -82,6 +82,7 @@ class TtlReport:
     above_max_sample: list[KeyTtl] = field(default_factory=list)
     ok: bool = True
     shards: list[ShardRead] = field(default_factory=list)
+    parallel: int = 0  # shards worked at once
     slot_map_changed: bool | None = None
 
 
@@ -123,6 +124,7 @@ def ttl_report(
             _add(report, counts, keys, ttls, limit_ms, address)
     report.nodes = stats.nodes
     report.shards, report.slot_map_changed = stats.shards, stats.slot_map_changed
+    report.parallel = stats.parallel
     report.histogram = _histogram(counts, report.no_expiry)
     report.ok = expect_max is None or (report.no_expiry == 0 and report.above_max == 0)
     return report
