@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
-# Bytes that JSON must escape, plus anything non-ASCII (which may not be UTF-8).
-_JSON_UNSAFE = re.compile(rb'[\x00-\x1f"\\\x7f-\xff]')
-# Bytes that must not reach a terminal raw (escape sequences), plus non-ASCII (checked).
-_TEXT_UNSAFE = re.compile(rb"[\x00-\x1f\x7f-\xff]")
+# Printable ASCII: what a terminal may get raw. Minus `"` and `\`: what JSON may get raw.
+# A batch is checked by deleting these bytes (bytes.translate, C, ~4x faster than a regex
+# search): whatever is left needs escaping (or may not be UTF-8).
+_TEXT_SAFE = bytes(range(0x20, 0x7F))
+_JSON_SAFE = _TEXT_SAFE.replace(b'"', b"").replace(b"\\", b"")
 
 MASK = "******"
 
@@ -65,7 +65,7 @@ def ndjson_batch(
     """One JSON object per key, one per line: {"key":..., "ttl_ms":..., "memory":...}."""
     if not keys:
         return b""
-    if _JSON_UNSAFE.search(b"".join(keys)) is None:
+    if not b"".join(keys).translate(None, _JSON_SAFE):
         if ttl_ms is None and memory is None and values is None:
             return b'{"key":"' + b'"}\n{"key":"'.join(keys) + b'"}\n'
         if memory is None and values is None:
@@ -90,7 +90,7 @@ def text_keys(keys: Sequence[bytes]) -> bytes:
     if not keys:
         return b""
     joined = b"\n".join(keys)
-    if _TEXT_UNSAFE.search(joined) is None:
+    if not joined.translate(None, _TEXT_SAFE):
         return joined + b"\n"
     return "".join(display(k) + "\n" for k in keys).encode()
 

@@ -52,6 +52,21 @@ def test_ndjson_fast_path_and_escaping_agree_with_json():
     assert ndjson_batch([]) == b""
 
 
+@pytest.mark.parametrize("odd", [b'"', b"\\", b"\x00", b"\n", b"\x1f", b"\x7f", b"\x80", b"\xff"])
+def test_one_unsafe_byte_in_an_otherwise_plain_batch_is_escaped(odd):
+    # The batch check must catch each unsafe byte on its own, not only in company.
+    key = b"k" + odd + b"z"
+    rows = [json.loads(line) for line in ndjson_batch([b"otp:1", key]).splitlines()]
+    assert rows[0] == {"key": "otp:1"}
+    if "key_base64" in rows[1]:
+        assert base64.b64decode(rows[1]["key_base64"]) == key
+    else:
+        assert rows[1]["key"].encode() == key
+    if odd not in (b'"', b"\\"):  # printable ASCII goes to a terminal raw
+        line = text_keys([b"otp:1", key]).decode().splitlines()[1]
+        assert line.isprintable() and line.isascii()
+
+
 def test_text_never_writes_control_characters():
     out = text_keys([b"a", b"esc\x1b[2J", b"\xffbin"]).decode()
     assert "\x1b" not in out
