@@ -14,6 +14,7 @@ from closeup_ops.connect.redis import connect
 from closeup_ops.errors import Interrupted
 from closeup_ops.ops.keyspace import rate as rate_mod
 from closeup_ops.ops.keyspace import scan as keyspace_scan
+from closeup_ops.ops.keyspace import shards as shards_mod
 from closeup_ops.ops.keyspace.delete import delete_keys
 from closeup_ops.ops.keyspace.keys import Reach, ScanSpec, ScanStats, guard, iter_keys
 from closeup_ops.ops.keyspace.rate import RateLimiter
@@ -258,3 +259,74 @@ def test_rate_limiter_refills_while_idle_but_never_above_a_bucket(monkeypatch):
     clock.now += 60  # a minute idle earns one bucket, not 6000 commands
     limiter.take(30)
     assert clock.slept == pytest.approx(0.2)
+
+
+# --- how many shards at once by default ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "here"),
+    [
+        ("127.0.0.1:6379", True),
+        ("127.8.9.10:7000", True),
+        ("[::1]:6379", True),
+        ("localhost:6379", True),
+        ("LOCALHOST:1", True),
+        ("10.0.3.7:6379", False),
+        ("[2001:db8::1]:6379", False),
+        ("clustercfg.c1.abc123.use1.cache.amazonaws.com:6379", False),
+        ("my-cache-abc123.serverless.use1.cache.amazonaws.com:6379", False),
+    ],
+)
+def test_on_this_machine_only_for_loopback_never_resolving_names(address, here):
+    assert shards_mod.on_this_machine(address) is here
+
+
+def _shards(addresses, replicas=()):
+    """Shard stand-ins with only what choose_parallel reads: where each may be read from."""
+    return [
+        shards_mod.Shard(shards_mod.ShardRead(a, a, "primary"), None, None, list(replicas))
+        for a in addresses
+    ]
+
+
+@pytest.mark.parametrize(
+    ("hosts", "cores", "asked", "expected"),
+    [
+        ([f"10.0.0.{i}" for i in range(30)], 2, None, 8),  # remote: 8 at once, any cores
+        ([f"10.0.0.{i}" for i in range(3)], 2, None, 3),  # never more than the shards
+        (["127.0.0.1"] * 6, 2, None, 2),  # all here: the cores
+        (["127.0.0.1"] * 6, 1, None, 1),
+        (["127.0.0.1"] * 6, 64, None, 6),
+        (["127.0.0.1"] * 5 + ["10.0.0.9"], 2, None, 6),  # not all here: as remote
+        (["127.0.0.1"] * 6, 2, 5, 5),  # --parallel given: as given
+        ([f"10.0.0.{i}" for i in range(30)], 2, 1, 1),
+    ],
+)
+def test_choose_parallel(monkeypatch, hosts, cores, asked, expected):
+    monkeypatch.setattr(shards_mod.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    shards = _shards([f"{h}:{6379 + i}" for i, h in enumerate(hosts)])
+    assert shards_mod.choose_parallel(asked, shards) == expected
+
+
+def test_choose_parallel_counts_the_replicas_read_under_replicas(monkeypatch):
+    """A local primary whose replica is remote (what --replicas would read) is not 'here'."""
+    monkeypatch.setattr(shards_mod.os, "sched_getaffinity", lambda pid: {0, 1})
+    remote_replica = [("10.0.0.5:6379", None)]
+    assert shards_mod.choose_parallel(None, _shards(["127.0.0.1:7000"] * 4, remote_replica)) == 4
+    local_replica = [("127.0.0.1:7100", None)]
+    assert shards_mod.choose_parallel(None, _shards(["127.0.0.1:7000"] * 4, local_replica)) == 2
+
+
+def test_local_cluster_by_default_runs_as_many_shards_as_cores(
+    redis_cluster, cluster_keys, monkeypatch
+):
+    """On the test cluster (3 primaries on loopback) the reports say how many shards ran
+    at once: the cores this process may use, unless --parallel says otherwise."""
+    prefix, expected, _ = cluster_keys
+    target = target_for(redis_cluster.entry)
+    spec = ScanSpec(f"{prefix}:*")
+    for cores, asked, want in [({0}, None, 1), ({0, 1}, None, 2), ({0}, 3, 3)]:
+        monkeypatch.setattr(shards_mod.os, "sched_getaffinity", lambda pid, c=cores: c)
+        report = summarize(target, spec, reach=Reach(parallel=asked))
+        assert (report.parallel, report.keys) == (want, len(expected))
