@@ -229,6 +229,33 @@ def test_summary_arithmetic_and_biggest_keys(redis_plain, prefixed):
     assert report.keys == 11 and report.without_ttl == 6
 
 
+def test_summary_leaves_out_keys_gone_between_scan_and_their_commands(
+    redis_plain, prefixed, monkeypatch
+):
+    """A key deleted after SCAN listed it (PTTL -2, MEMORY USAGE nil) is not counted, and
+    the rest of its batch still is; the usual all-integer batch takes the short path."""
+    from closeup_ops.ops.keyspace import summary as summary_mod
+
+    prefix, client = prefixed
+    for i in range(6):
+        client.set(f"{prefix}:g:{i}", "v" * (100 + i), ex=600 if i < 2 else None)
+    pack = summary_mod.PTTL_AND_MEMORY
+    victims = [f"{prefix}:g:0".encode(), f"{prefix}:g:5".encode()]
+
+    def pack_after_deleting(keys):
+        client.delete(*victims)  # gone before the server sees PTTL / MEMORY USAGE
+        return pack(keys)
+
+    monkeypatch.setattr(summary_mod, "PTTL_AND_MEMORY", pack_after_deleting)
+    target = target_for(redis_plain)
+    report = summarize(target, ScanSpec(f"{prefix}:g:*"))
+    target.close()
+    (ns,) = report.namespaces
+    assert (ns.keys, ns.with_ttl, ns.without_ttl) == (4, 1, 3)
+    assert ns.total_bytes == sum(client.memory_usage(f"{prefix}:g:{i}") for i in range(1, 5))
+    assert ns.biggest.key == f"{prefix}:g:4"
+
+
 def test_delete_keys_counts_and_audits(redis_plain, prefixed, tmp_path, monkeypatch):
     from closeup_ops import audit
 
