@@ -238,7 +238,7 @@ def test_summary_leaves_out_keys_gone_between_scan_and_their_commands(
 
     prefix, client = prefixed
     for i in range(6):
-        client.set(f"{prefix}:g:{i}", "v" * (100 + i), ex=600 if i < 2 else None)
+        client.set(f"{prefix}:g:{i}", "v" * 64 * 2**i, ex=600 if i < 2 else None)
     pack = summary_mod.PTTL_AND_MEMORY
     victims = [f"{prefix}:g:0".encode(), f"{prefix}:g:5".encode()]
 
