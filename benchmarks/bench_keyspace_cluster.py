@@ -5,7 +5,10 @@
 
 Each round runs, alternating so drift in machine load hits all of them:
 
-  keys 'otp:*' --json                     shards at once (default --parallel 8)
+  keys 'otp:*' --json                     shards at once (the default: the nodes are on this
+                                          machine, so as many at once as it has cores: 2)
+  keys 'otp:*' --json --parallel 8        8 at once (the default for remote nodes): here
+                                          6 servers then take turns on 2 cores
   keys 'otp:*' --json --parallel 1        today's sequential code (one shard after another)
   keys 'otp:*' --json --replicas          at once, from the replicas
   keys --summary --json                   at once
@@ -113,6 +116,11 @@ def cluster_main(args: Any) -> int:
         )
         runs = {
             "keys otp --json (parallel)": ([TOOL, "keys", "otp:*", "--json"], "keys", primaries),
+            "keys otp --json --parallel 8": (
+                [TOOL, "keys", "otp:*", "--json", "--parallel", "8"],
+                "keys",
+                primaries,
+            ),
             "keys otp --json --parallel 1": (
                 [TOOL, "keys", "otp:*", "--json", "--parallel", "1"],
                 "keys",
@@ -236,7 +244,10 @@ def _rate_accuracy(
     sampler = threading.Thread(target=sample)
     sampler.start()
     start = time.perf_counter()
+    # Every primary at once (the default here would be 2 at a time: this machine's cores),
+    # so that each node's rate is seen under the same conditions.
     cmd = [TOOL, "ttl", "--pattern", "otp:*", "--rate", str(rate), "--limit", str(limit)]
+    cmd += ["--parallel", str(len(primaries))]
     try:
         proc = subprocess.run(cmd + ["--json"], capture_output=True, env=env)
     finally:
@@ -274,6 +285,7 @@ def _report(
         ("keys otp --json (parallel)", "keys otp --json --parallel 1"),
         ("keys otp --json --replicas", "keys otp --json --parallel 1"),
         ("summary (parallel)", "summary --parallel 1"),
+        ("keys otp --json --parallel 8", "keys otp --json --parallel 1"),  # for the record
     ]
     for name, seq in pairs:
         m, s = med[name], med[seq]
@@ -283,12 +295,17 @@ def _report(
         # descheduled in the middle of a command, which would flatter the ratio.
         floor = s["floor"]
         r_floor = m["wall"] / floor
-        paired = [a["wall"] / b["wall"] for a, b in zip(results[name], results[seq], strict=True)]
+        rounds = list(zip(results[name], results[seq], strict=True))
+        paired = [a["wall"] / b["wall"] for a, b in rounds]
+        # The machine's speed drifts (a shared VM): each round against its own sequential run.
+        paired_floor = [a["wall"] / b["floor"] for a, b in rounds]
         good = r_seq <= 0.6 and r_floor <= 1.3
-        ok &= good
+        if "--parallel 8" not in name:  # the old default, shown for comparison only
+            ok &= good
         print(
             f"{name}: {m['wall']:.2f} s = {r_seq:.2f}x sequential ({s['wall']:.2f} s; per round "
-            f"{' '.join(f'{p:.2f}' for p in paired)}), {r_floor:.2f}x the floor "
+            f"{' '.join(f'{p:.2f}' for p in paired)}), {r_floor:.2f}x the floor (per round "
+            f"{' '.join(f'{p:.2f}' for p in paired_floor)}) "
             f"({floor:.2f} s = {s['server_s']:.2f} s server CPU / {CORES}; under this run's "
             f"contention commandstats said {m['server_s']:.2f} s); tool CPU {m['cpu']:.2f} s, "
             f"servers' process CPU {m['proc_s']:.2f} s (sequential {s['proc_s']:.2f} s), "
