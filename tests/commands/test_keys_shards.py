@@ -346,19 +346,20 @@ def test_shard_killed_mid_scan_exit_3_with_count(cli, tmp_path, monkeypatch, arg
         fill(client, prefix + ":k:{}", 15_000)
         client.close()
         by_address = {n.address: n for n in cluster.nodes}
-        real = keyspace_scan.NodeChannel.read
+        # Every receive (threaded or multiplexed path) goes through NodeChannel._fill.
+        real = keyspace_scan.NodeChannel._fill
         count = [0]
         lock = threading.Lock()
 
-        def read(self, n):
+        def fill_then_kill(self):
             with lock:
                 count[0] += 1
                 now = count[0] == 30
-            if now:  # kill the node this very worker reads from
+            if now:  # kill the node this very channel reads from
                 by_address[self.address].kill()
-            return real(self, n)
+            return real(self)
 
-        monkeypatch.setattr(keyspace_scan.NodeChannel, "read", read)
+        monkeypatch.setattr(keyspace_scan.NodeChannel, "_fill", fill_then_kill)
         r = cli(*[a.format(p=prefix) for a in args], env=server_env(cluster.entry))
         assert r.code == 3, r.err
         assert len(r.err_lines) == 1 and "Traceback" not in r.err, r.err

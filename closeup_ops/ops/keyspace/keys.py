@@ -19,6 +19,7 @@ from closeup_ops import errors
 from closeup_ops.connect.redis import RedisTarget
 from closeup_ops.errors import ConnectError, Interrupted, UsageError
 from closeup_ops.ops.keyspace.scan import (
+    Batch,
     ConnectionLost,
     NodeChannel,
     ServerRefused,
@@ -185,12 +186,16 @@ def drive(
     job: Callable[[Shard], Iterator[Any]],
     *,
     primaries_only: bool = False,
+    plain: tuple[ScanSpec, Callable[[Batch], Any]] | None = None,
 ) -> Iterator[Any]:
     """Every item of job(shard) for every shard, shards worked `reach.parallel` at a time.
 
-    Counts finished shards in stats.nodes_done; when every shard ran to its end, compares
-    the slot map with the one from before (stats.slot_map_changed). Use with closing():
-    closing it stops the workers and waits for them."""
+    `plain`: the job is a plain SCAN (no per-key command) whose batches become items by
+    the function given; then, shards at once and no --rate, one thread multiplexes them
+    (multiplex.py) instead of the worker threads. Counts finished shards in
+    stats.nodes_done; when every shard ran to its end, compares the slot map with the one
+    from before (stats.slot_map_changed). Use with closing(): closing it stops the
+    workers and waits for them."""
     stop = threading.Event()
     shards = plan(
         target, replicas=reach.replicas and not primaries_only, rate=reach.rate, stop=stop
@@ -199,12 +204,20 @@ def drive(
     stats.shards = [s.read for s in shards]
     before = slot_map(target)
     stats.parallel = choose_parallel(reach.parallel, shards)
-    with closing(fan_out([_bind(job, s) for s in shards], stats.parallel, stop)) as feed:
+    convert: Callable[[Any], Any] | None = None
+    if plain is not None and reach.rate is None and stats.parallel > 1 and len(shards) > 1:
+        from closeup_ops.ops.keyspace.multiplex import scan_at_once
+
+        spec, convert = plain
+        feed_gen = scan_at_once(shards, stats.parallel, spec.match, spec.count, spec.type)
+    else:
+        feed_gen = fan_out([_bind(job, s) for s in shards], stats.parallel, stop)
+    with closing(feed_gen) as feed:
         for _, item in feed:
             if item is DONE:
                 stats.nodes_done += 1
             else:
-                yield item
+                yield item if convert is None else convert(item)
     if before is not None:
         after = slot_map(target)
         # A MOVED/ASK reply to a per-key command proves it even when the map looks the same.
@@ -305,7 +318,8 @@ def iter_keys(
             if side is not None:
                 side.close()
 
-    with closing(drive(target, stats, reach, job)) as feed:
+    plain = None if want_extras or values else (spec, _plain_batch)
+    with closing(drive(target, stats, reach, job, plain=plain)) as feed:
         for batch in feed:
             stats.scanned += len(batch.keys)
             last = spec.limit is not None and stats.listed + len(batch.keys) >= spec.limit
@@ -317,6 +331,10 @@ def iter_keys(
             stats.listed += len(batch.keys)
             if last:
                 return
+
+
+def _plain_batch(raw: Batch) -> KeyBatch:
+    return KeyBatch(raw.node, raw.keys)
 
 
 def _split(

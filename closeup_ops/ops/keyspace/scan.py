@@ -165,6 +165,24 @@ class NodeChannel:
             pass
         return got
 
+    @property
+    def sock(self) -> Any:
+        return self._sock
+
+    def take(self) -> list[Any]:
+        """Once the socket looks readable (multiplex.py): one receive, then every reply
+        complete so far, maybe none."""
+        self._fill()
+        out = list(iter(self._reader.gets, _NO_DATA))
+        self.pending -= len(out)
+        return out
+
+    def buffered(self) -> bool:
+        """Bytes already decrypted by TLS and waiting in the SSL object: select() cannot
+        see them, a receive returns them at once."""
+        pending = getattr(self._sock, "pending", None)
+        return bool(pending is not None and pending())
+
     def request(self, payload: bytes, replies: int) -> list[Any]:
         self.send(payload, replies)
         return self.read(replies)

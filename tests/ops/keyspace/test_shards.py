@@ -4,6 +4,9 @@ failure paths, the rate limiter's arithmetic, and exact counts when a delete is 
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import signal
 import threading
 import time
 
@@ -330,3 +333,110 @@ def test_local_cluster_by_default_runs_as_many_shards_as_cores(
         monkeypatch.setattr(shards_mod.os, "sched_getaffinity", lambda pid, c=cores: c)
         report = summarize(target, spec, reach=Reach(parallel=asked))
         assert (report.parallel, report.keys) == (want, len(expected))
+
+
+# --- a plain listing: shards multiplexed in one thread ------------------------------------
+
+
+def test_plain_listing_multiplexes_the_shards_in_one_thread(
+    redis_cluster, cluster_keys, monkeypatch
+):
+    """Without per-key commands, shards at once run in the caller's thread on sockets
+    waited on together: every key exactly once, from the node owning its slot, the same
+    as one shard after the other, never more channels open than --parallel."""
+    prefix, expected, client = cluster_keys
+    threads: set[str] = set()
+    open_now, most = [0], [0]
+    real_init, real_close = keyspace_scan.NodeChannel.__init__, keyspace_scan.NodeChannel.close
+
+    def opening(self, *a, **kw):
+        real_init(self, *a, **kw)
+        threads.add(threading.current_thread().name)
+        open_now[0] += 1
+        most[0] = max(most[0], open_now[0])
+
+    def closing_(self):
+        if not self._closed:
+            open_now[0] -= 1
+        real_close(self)
+
+    monkeypatch.setattr(keyspace_scan.NodeChannel, "__init__", opening)
+    monkeypatch.setattr(keyspace_scan.NodeChannel, "close", closing_)
+    target = target_for(redis_cluster.entry)
+    seen = {}
+    try:
+        for parallel in (1, 2, 3):
+            threads.clear()
+            most[0] = 0
+            stats = ScanStats()
+            rows = []
+            with guard(stats):
+                spec = ScanSpec(f"{prefix}:*", count=100)
+                for batch in iter_keys(target, spec, stats, reach=Reach(parallel=parallel)):
+                    rows += [(k.decode(), batch.node) for k in batch.keys]
+            keys = [k for k, _ in rows]
+            assert len(keys) == len(expected) and set(keys) == set(expected)
+            assert all(node == owner_of(client, k) for k, node in rows)
+            assert stats.nodes == stats.nodes_done == 3 and stats.slot_map_changed is False
+            assert threads == {"MainThread"} and most[0] == parallel, (parallel, threads, most)
+            assert open_now[0] == 0
+            seen[parallel] = sorted(keys)
+    finally:
+        target.close()
+    assert seen[1] == seen[2] == seen[3]
+
+
+def test_plain_listing_a_silent_node_times_out_with_the_count(tmp_path, monkeypatch):
+    """A node that stops answering mid-scan (SIGSTOP) is given up after REDIS_TIMEOUT,
+    as in the threaded path: ConnectionLost -> exit 3 with what was scanned."""
+    from closeup_ops.errors import ConnectError
+    from closeup_ops.local.servers import start_cluster
+
+    cluster = start_cluster(tmp_path / "silent", 3, 0)
+    paused = []
+    try:
+        client = client_for(cluster)
+        prefix = unique_prefix("silent")
+        pipe = client.pipeline(transaction=False)
+        for i in range(9000):
+            pipe.set(f"{prefix}:{i}", "v")
+        pipe.execute()
+        client.close()
+        by_address = {n.address: n for n in cluster.nodes}
+        real = keyspace_scan.NodeChannel._fill
+        count = [0]
+
+        def fill_then_pause(self):
+            count[0] += 1
+            if count[0] == 20:
+                node = by_address[self.address]
+                os.kill(node.pid, signal.SIGSTOP)
+                paused.append(node)
+            return real(self)
+
+        monkeypatch.setattr(keyspace_scan.NodeChannel, "_fill", fill_then_pause)
+        settings = load({"host": cluster.entry.host, "port": str(cluster.entry.port)})
+        target = connect(dataclasses.replace(settings, timeout=1.0))
+        stats = ScanStats()
+        outcome: list[BaseException] = []
+
+        def scan() -> None:
+            try:
+                with guard(stats):
+                    for _ in iter_keys(target, ScanSpec(f"{prefix}:*", count=100), stats):
+                        pass
+            except BaseException as exc:  # what the command would turn into its exit
+                outcome.append(exc)
+
+        worker = threading.Thread(target=scan, daemon=True)
+        worker.start()
+        worker.join(30)  # a scan that never gives up fails here instead of hanging the suite
+        assert not worker.is_alive(), "the scan still waits for the paused node"
+        assert paused and len(outcome) == 1 and isinstance(outcome[0], ConnectError), outcome
+        message = outcome[0].message
+        assert "timed out" in message and f"scanned {stats.scanned} keys" in message, message
+        assert 0 < stats.scanned < 9000
+    finally:
+        for node in paused:
+            os.kill(node.pid, signal.SIGCONT)
+        cluster.stop()
