@@ -177,12 +177,6 @@ class NodeChannel:
         self.pending -= len(out)
         return out
 
-    def buffered(self) -> bool:
-        """Bytes already decrypted by TLS and waiting in the SSL object: select() cannot
-        see them, a receive returns them at once."""
-        pending = getattr(self._sock, "pending", None)
-        return bool(pending is not None and pending())
-
     def request(self, payload: bytes, replies: int) -> list[Any]:
         self.send(payload, replies)
         return self.read(replies)

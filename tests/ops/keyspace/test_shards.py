@@ -440,3 +440,39 @@ def test_plain_listing_a_silent_node_times_out_with_the_count(tmp_path, monkeypa
         for node in paused:
             os.kill(node.pid, signal.SIGCONT)
         cluster.stop()
+
+
+def test_plain_listing_multiplexes_tls_nodes(tmp_path, tls_files):
+    """The same over TLS: replies of several TLS records (COUNT 2000 of 60-byte keys), the
+    sockets waited on together, every key exactly once."""
+    from redis.cluster import RedisCluster
+
+    from closeup_ops.local.servers import EngineLacks, start_cluster
+
+    try:
+        cluster = start_cluster(tmp_path / "tls", 3, 0, tls=tls_files)
+    except EngineLacks as exc:  # the Valkey pass: that build has no TLS
+        pytest.skip(str(exc))
+    try:
+        host, port = cluster.entry.host, cluster.entry.port
+        client = RedisCluster(host=host, port=port, ssl=True, ssl_ca_certs=str(tls_files.ca))
+        prefix = unique_prefix("tlsmx")
+        expected = {f"{prefix}:{'x' * 40}:{i}" for i in range(8000)}
+        pipe = client.pipeline(transaction=False)
+        for key in expected:
+            pipe.set(key, "v")
+        pipe.execute()
+        client.close()
+        target = connect(
+            load({"host": host, "port": str(port), "tls": "true", "ca_cert": str(tls_files.ca)})
+        )
+        stats = ScanStats()
+        keys = []
+        with guard(stats):
+            for batch in iter_keys(target, ScanSpec(f"{prefix}:*", count=2000), stats):
+                keys += [k.decode() for k in batch.keys]
+        target.close()
+        assert stats.parallel > 1 and stats.nodes_done == 3  # multiplexed
+        assert len(keys) == len(expected) and set(keys) == expected
+    finally:
+        cluster.stop()
