@@ -20,8 +20,13 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from closeup_ops.ops.keyspace.scan import Batch, ConnectionLost, NodeChannel, scan_args
-from closeup_ops.ops.keyspace.scan import _scan_reply as scan_reply
+from closeup_ops.ops.keyspace.scan import (
+    Batch,
+    ConnectionLost,
+    NodeChannel,
+    scan_args,
+    scan_reply,
+)
 from closeup_ops.ops.keyspace.shards import DONE, Shard
 
 
@@ -38,7 +43,8 @@ def scan_at_once(
     ConnectionLost, as in the threaded path. Closing the generator closes every channel."""
     todo = deque(range(len(shards)))
     sel = selectors.DefaultSelector()
-    active: dict[int, tuple[NodeChannel, float | None, float]] = {}  # index -> chan, timeout, since
+    # shard index -> (its channel, its socket timeout, when it last sent us bytes)
+    active: dict[int, tuple[NodeChannel, float | None, float]] = {}
 
     def start(index: int) -> None:
         chan = shards[index].channel()
@@ -57,6 +63,7 @@ def scan_at_once(
             for index in _ready(sel, active):
                 chan, timeout, _ = active[index]
                 replies = chan.take()
+                active[index] = (chan, timeout, time.monotonic())  # bytes came: a new timeout
                 if not replies:
                     continue  # part of a reply: wait for the rest
                 cursor, keys = scan_reply(chan, replies[0])
@@ -67,7 +74,6 @@ def scan_at_once(
                     chan.close()
                 else:  # the node gets its next SCAN before the caller gets this batch
                     chan.send(scan_args(cursor, pattern, count, type_), 1)
-                    active[index] = (chan, timeout, time.monotonic())
                 if keys:
                     yield index, Batch(chan.address, keys, [])
                 if finished:

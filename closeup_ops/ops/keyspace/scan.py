@@ -246,7 +246,7 @@ def scan_node(
         inflight: deque[tuple[list[bytes], int]] = deque()
         while more or inflight:
             if more and len(inflight) < depth:
-                cursor, keys = _scan_reply(channel, channel.read(1)[0])
+                cursor, keys = scan_reply(channel, channel.read(1)[0])
                 more = cursor != b"0"
                 if more:
                     channel.send(scan_args(cursor, pattern, count, type_), 1)
@@ -284,7 +284,7 @@ def first_error(replies: list[Any]) -> str:
     return str(next(r for r in replies if isinstance(r, Exception)))
 
 
-def _scan_reply(channel: NodeChannel, reply: Any) -> tuple[bytes, list[bytes]]:
+def scan_reply(channel: NodeChannel, reply: Any) -> tuple[bytes, list[bytes]]:
     if isinstance(reply, Exception):
         raise ServerRefused(channel.address, str(reply))
     return reply[0], reply[1]
