@@ -130,7 +130,7 @@ def keys(
     """List keys matching PATTERN (SCAN only, every shard in cluster mode, --parallel at
     a time); --summary groups them by namespace; --delete removes them (dry run unless
     --yes)."""
-    from closeup_ops.ops.keyspace.keys import Reach, ScanSpec, check_reach, check_spec
+    from closeup_ops.ops.keyspace.spec import Reach, ScanSpec, check_reach, check_spec
 
     spec = check_spec(ScanSpec(pattern, type_, limit, scan_count))
     reach = check_reach(Reach(parallel, replicas, settings.rate))
@@ -193,7 +193,8 @@ def _stream(
     """NDJSON (or one key per line) written batch by batch: constant memory. Under
     --replicas each NDJSON object also names the node it was read from (read_from)."""
     from closeup_ops.ops.keyspace.encode import ndjson_batch, text_keys
-    from closeup_ops.ops.keyspace.keys import ScanStats, guard, iter_keys
+    from closeup_ops.ops.keyspace.keys import guard, iter_keys
+    from closeup_ops.ops.keyspace.spec import ScanStats
 
     out = sys.stdout.buffer
     as_json = output.json_mode()

@@ -72,7 +72,7 @@ def ttl(
         raise UsageError("--type and --limit apply to --pattern only", "drop them or use --pattern")
     spec = None
     if pattern is not None:
-        from closeup_ops.ops.keyspace.keys import Reach, ScanSpec, check_reach, check_spec
+        from closeup_ops.ops.keyspace.spec import Reach, ScanSpec, check_reach, check_spec
 
         spec = check_spec(ScanSpec(pattern, type_, limit, scan_count))
         reach = check_reach(Reach(parallel, replicas, settings.rate))

@@ -143,7 +143,7 @@ def sample_no_ttl(
 ) -> NoTtl:
     """A SCAN sample of at most `limit` keys (keys --summary's code), never a full scan."""
     from closeup_ops.connect.open import open_redis
-    from closeup_ops.ops.keyspace.keys import ScanSpec
+    from closeup_ops.ops.keyspace.spec import ScanSpec
     from closeup_ops.ops.keyspace.summary import summarize
 
     with open_redis(settings) as target:

@@ -20,7 +20,7 @@ from closeup_ops import audit, errors
 from closeup_ops.connect.redis import RedisTarget
 from closeup_ops.errors import Interrupted
 from closeup_ops.ops.keyspace.encode import key_text
-from closeup_ops.ops.keyspace.keys import Reach, ScanSpec, ScanStats, drive, guard
+from closeup_ops.ops.keyspace.keys import drive, guard
 from closeup_ops.ops.keyspace.scan import (
     ConnectionLost,
     NodeChannel,
@@ -28,7 +28,8 @@ from closeup_ops.ops.keyspace.scan import (
     pack,
     scan_node,
 )
-from closeup_ops.ops.keyspace.shards import Shard, ShardRead
+from closeup_ops.ops.keyspace.shards import Shard
+from closeup_ops.ops.keyspace.spec import Reach, ScanSpec, ScanStats, ShardRead
 
 UNLINK_BATCH = 500
 SAMPLE = 10

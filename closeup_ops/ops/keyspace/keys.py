@@ -4,7 +4,7 @@ Per-key data (PTTL, MEMORY USAGE, TYPE, values) rides in pipelined batches behin
 SCAN (see scan.py); shards are worked by a bounded pool of threads (see shards.py), from a
 replica of each under --replicas, at most --rate commands a second per node. Faults keep
 their count: a lost connection says how many keys were scanned, Ctrl-C says what was done.
-The delete lives in delete.py.
+The delete lives in delete.py; what a run is asked and its tally, in spec.py.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from closeup_ops import errors
 from closeup_ops.connect.redis import RedisTarget
-from closeup_ops.errors import ConnectError, Interrupted, UsageError
+from closeup_ops.errors import ConnectError, Interrupted
 from closeup_ops.ops.keyspace.scan import (
     Batch,
     ConnectionLost,
@@ -29,110 +29,18 @@ from closeup_ops.ops.keyspace.scan import (
     scan_node,
 )
 from closeup_ops.ops.keyspace.shards import (
-    DEFAULT_PARALLEL,
     DONE,
-    MAX_PARALLEL,
     Shard,
-    ShardRead,
     choose_parallel,
     fan_out,
     plan,
     slot_map,
 )
-
-# SCAN TYPE values the server knows (modules add their own names, e.g. ReJSON-RL).
-TYPES = ("string", "list", "set", "zset", "hash", "stream", "ReJSON-RL")
-DEFAULT_COUNT = 1000
-UNLINK_BATCH = 500
-SAMPLE = 10
+from closeup_ops.ops.keyspace.spec import Reach, ScanSpec, ScanStats
 
 PTTL = per_key("PTTL")
 MEMORY = per_key("MEMORY", "USAGE")
 TYPE = per_key("TYPE")
-
-
-@dataclass(frozen=True)
-class ScanSpec:
-    """What to scan: pattern, SCAN TYPE, at most `limit` keys, SCAN COUNT hint."""
-
-    pattern: str = "*"
-    type: str | None = None
-    limit: int | None = None
-    count: int = DEFAULT_COUNT
-
-    @property
-    def match(self) -> bytes:
-        return self.pattern.encode("utf-8", "surrogateescape")
-
-
-def check_spec(spec: ScanSpec) -> ScanSpec:
-    """Refuse bad options before connecting (exit 2); returns the spec, type normalised."""
-    if not spec.pattern:
-        raise UsageError(
-            "the pattern is empty", "give a glob such as 'otp:*' (or omit it for all keys)"
-        )
-    if "\n" in spec.pattern or "\r" in spec.pattern:
-        raise UsageError("the pattern contains a line break", "give a glob such as 'otp:*'")
-    if spec.limit is not None and spec.limit < 1:
-        raise UsageError(f"--limit {spec.limit} is not valid", "use a positive number of keys")
-    if not 1 <= spec.count <= 100_000:
-        raise UsageError(
-            f"--scan-count {spec.count} is not valid", "use 1 to 100000 (default 1000)"
-        )
-    if spec.type is not None:
-        known = {t.lower(): t for t in TYPES}
-        if spec.type.lower() not in known:
-            raise UsageError(f"--type {spec.type} is not valid", "use one of " + ", ".join(TYPES))
-        spec = ScanSpec(spec.pattern, known[spec.type.lower()], spec.limit, spec.count)
-    return spec
-
-
-@dataclass(frozen=True)
-class Reach:
-    """How the shards are worked: at once (`parallel` at a time), from replicas, capped."""
-
-    parallel: int | None = None  # None: choose_parallel's default (see shards.py)
-    replicas: bool = False
-    rate: int | None = None  # commands per second per node
-
-
-def check_reach(reach: Reach) -> Reach:
-    if reach.parallel is not None and not 1 <= reach.parallel <= MAX_PARALLEL:
-        raise UsageError(
-            f"--parallel {reach.parallel} is not valid",
-            f"use 1 (one shard after the other) to {MAX_PARALLEL} (default {DEFAULT_PARALLEL}, "
-            "at most the cores here when the nodes run on this machine)",
-        )
-    return reach
-
-
-@dataclass
-class ScanStats:
-    """What has been done so far (also what a fault or Ctrl-C reports)."""
-
-    nodes: int = 0
-    nodes_done: int = 0
-    scanned: int = 0
-    listed: int = 0
-    deleted: int | None = None
-    memory_refused: str | None = None
-    shards: list[ShardRead] = field(default_factory=list)
-    slot_map_changed: bool | None = None  # None: standalone, or not compared (cut short)
-    moved: int = 0  # keys whose slot moved between SCAN and the per-key command
-    parallel: int = 0  # shards worked at once (choose_parallel)
-
-    @property
-    def unit(self) -> str:
-        replica = any(s.role == "replica" for s in self.shards)
-        return "shards" if replica else "primaries"
-
-    def done(self) -> str:
-        text = f"scanned {self.scanned} keys on {self.nodes_done} of {self.nodes} {self.unit}"
-        if self.listed:
-            text += f", listed {self.listed}"
-        if self.deleted is not None:
-            text += f", deleted {self.deleted}"
-        return text
 
 
 @contextmanager

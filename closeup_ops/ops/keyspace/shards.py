@@ -22,20 +22,9 @@ from typing import Any
 from closeup_ops.connect.redis import RedisTarget
 from closeup_ops.ops.keyspace.rate import Cancelled, RateLimiter
 from closeup_ops.ops.keyspace.scan import NodeChannel, pack
+from closeup_ops.ops.keyspace.spec import DEFAULT_PARALLEL, ShardRead
 
-DEFAULT_PARALLEL = 8  # a bastion's few cores: threads mostly wait on their nodes
-MAX_PARALLEL = 64
 QUEUE_PER_WORKER = 2
-
-
-@dataclass
-class ShardRead:
-    """One shard as the JSON reports it: its primary and the node it was read from."""
-
-    primary: str
-    read_from: str
-    role: str  # "primary" or "replica"
-    note: str | None = None  # why the primary was read although --replicas asked otherwise
 
 
 @dataclass

@@ -22,9 +22,6 @@ from closeup_ops.connect.redis import RedisTarget
 from closeup_ops.ops.keyspace.encode import key_text
 from closeup_ops.ops.keyspace.keys import (
     PTTL,
-    Reach,
-    ScanSpec,
-    ScanStats,
     guard,
     scan_primaries,
     unmoved,
@@ -34,7 +31,7 @@ from closeup_ops.ops.keyspace.scan import (
     has_error,
     per_key_each,
 )
-from closeup_ops.ops.keyspace.shards import ShardRead
+from closeup_ops.ops.keyspace.spec import Reach, ScanSpec, ScanStats, ShardRead
 
 PTTL_AND_MEMORY = per_key_each([("PTTL",), ("MEMORY", "USAGE")])
 

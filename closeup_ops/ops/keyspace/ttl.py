@@ -12,16 +12,13 @@ from closeup_ops.connect.redis import RedisTarget
 from closeup_ops.ops.keyspace.encode import key_text, ttl_seconds
 from closeup_ops.ops.keyspace.keys import (
     PTTL,
-    Reach,
-    ScanSpec,
-    ScanStats,
     _refusal,
     guard,
     scan_primaries,
     unmoved,
 )
 from closeup_ops.ops.keyspace.scan import first_error, has_error
-from closeup_ops.ops.keyspace.shards import ShardRead
+from closeup_ops.ops.keyspace.spec import Reach, ScanSpec, ScanStats, ShardRead
 
 SAMPLE = 10
 # Upper bounds (seconds) of the histogram buckets: the guide's TTLs (300, 1800, 3600) and

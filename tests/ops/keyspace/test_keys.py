@@ -12,8 +12,9 @@ from helpers.keyspace import client_for, fill, unique_prefix
 from closeup_ops.connect.redis import connect
 from closeup_ops.ops.keyspace.delete import delete_keys, unlink_commands
 from closeup_ops.ops.keyspace.encode import display, ndjson_batch, text_keys, ttl_text
-from closeup_ops.ops.keyspace.keys import ScanSpec, ScanStats, iter_keys
+from closeup_ops.ops.keyspace.keys import iter_keys
 from closeup_ops.ops.keyspace.scan import NodeChannel, pack, per_key, scan_node
+from closeup_ops.ops.keyspace.spec import ScanSpec, ScanStats
 from closeup_ops.ops.keyspace.summary import namespace_of, summarize
 from closeup_ops.ops.keyspace.ttl import _histogram, bucket_label
 from closeup_ops.settings import load

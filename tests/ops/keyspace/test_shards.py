@@ -19,9 +19,10 @@ from closeup_ops.ops.keyspace import rate as rate_mod
 from closeup_ops.ops.keyspace import scan as keyspace_scan
 from closeup_ops.ops.keyspace import shards as shards_mod
 from closeup_ops.ops.keyspace.delete import delete_keys
-from closeup_ops.ops.keyspace.keys import Reach, ScanSpec, ScanStats, guard, iter_keys
+from closeup_ops.ops.keyspace.keys import guard, iter_keys
 from closeup_ops.ops.keyspace.rate import RateLimiter
 from closeup_ops.ops.keyspace.shards import DONE, fan_out
+from closeup_ops.ops.keyspace.spec import Reach, ScanSpec, ScanStats
 from closeup_ops.ops.keyspace.summary import summarize
 from closeup_ops.settings import load
 
