@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from closeup_ops import output
+from closeup_ops.commands.scanning import Notes, progress_fn
 from closeup_ops.errors import UsageError
 from closeup_ops.options import RATE, REDIS, with_settings
 from closeup_ops.settings import Settings
@@ -248,27 +249,6 @@ def _scanned(stats: Any) -> str:
     return f"{stats.nodes} shard{'s' if stats.nodes != 1 else ''} scanned, {replicas} on a replica"
 
 
-class Notes:
-    """Lines for people about where shards were read (a --replicas fallback) and about a
-    slot map that changed; each said once, on stderr, also in --json mode."""
-
-    def __init__(self) -> None:
-        self.said: set[str] = set()
-
-    def show(self, shards: Any) -> None:
-        for shard in shards:
-            if shard.note and shard.primary not in self.said:
-                self.said.add(shard.primary)
-                output.warn(f"shard {shard.primary}: {shard.note}")
-
-    def end(self, shards: Any, slot_map_changed: bool | None) -> None:
-        from closeup_ops.ops.keyspace.keys import SLOT_MAP_CHANGED
-
-        self.show(shards)
-        if slot_map_changed:
-            output.warn(SLOT_MAP_CHANGED)
-
-
 def _header(ttl: bool, memory: bool, values: bool) -> str:
     cols = ["key"] + (["ttl"] if ttl else []) + (["memory"] if memory else [])
     cols += ["type", "length", "value"] if values else []
@@ -298,24 +278,6 @@ def _rows(batch: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _progress_fn(update: Any, notes: Notes | None = None) -> Any:
-    """Progress for people, throttled: a status line per batch would flood a log."""
-    import time
-
-    every = 0.2 if sys.stderr.isatty() else 5.0
-    last = [time.monotonic()]
-
-    def show(stats: Any) -> None:
-        if notes is not None:
-            notes.show(stats.shards)
-        now = time.monotonic()
-        if now - last[0] >= every:
-            last[0] = now
-            update(stats.done())
-
-    return show
-
-
 def _summary(target: Any, spec: Any, separator: str, depth: int, top: int, reach: Any) -> None:
     from closeup_ops.ops.keyspace.summary import summarize
 
@@ -327,7 +289,7 @@ def _summary(target: Any, spec: Any, separator: str, depth: int, top: int, reach
             separator=separator,
             depth=depth,
             top=top,
-            progress=_progress_fn(update, notes),
+            progress=progress_fn(update, notes),
             reach=reach,
         )
     notes.end(report.shards, report.slot_map_changed)
@@ -393,7 +355,7 @@ def _delete(target: Any, spec: Any, yes: bool, reach: Any) -> None:
     if reach.replicas:
         output.warn("--delete scans and deletes on the primaries (--replicas is for reads)")
     with output.progress("deleting" if yes else "counting") as update:
-        report = delete_keys(target, spec, yes=yes, progress=_progress_fn(update), reach=reach)
+        report = delete_keys(target, spec, yes=yes, progress=progress_fn(update), reach=reach)
     Notes().end([], report.slot_map_changed)
     output.render(report, _show_delete)
 

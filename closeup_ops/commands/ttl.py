@@ -87,13 +87,13 @@ def ttl(
             result: Any = key_ttls(target, list(keys or []), expect_max)
             output.render(result, _show_keys)
         else:
-            from closeup_ops.commands.keys import Notes, _progress_fn
+            from closeup_ops.commands.scanning import Notes, progress_fn
             from closeup_ops.ops.keyspace.ttl import ttl_report
 
             notes = Notes()
             with output.progress("scanning") as update:
                 result = ttl_report(
-                    target, spec, expect_max, progress=_progress_fn(update, notes), reach=reach
+                    target, spec, expect_max, progress=progress_fn(update, notes), reach=reach
                 )
             notes.end(result.shards, result.slot_map_changed)
             output.render(result, _show_report)
