@@ -76,7 +76,6 @@ class NodeProxy:
 
     # -- public API ---------------------------------------------------------------------
     def start(self) -> None:
-
         if self._thread is not None:
             return
         self._loop = new_loop()

@@ -16,8 +16,8 @@ from closeup_ops.ops.doctor.aws import (
     check_alarms,
     check_backups,
     check_security_groups,
-    matching_rule,
 )
+from closeup_ops.ops.doctor.sg_rules import matching_rule
 from closeup_ops.settings import Settings
 
 aws_env = aws_helpers.aws_env
