@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from closeup_ops.errors import UsageError
+from closeup_ops.ops.aws import price_cache
 
 SERVICE_CODE = "AmazonElastiCache"
 # The Price List API's own endpoints; any of them answers for every region.
@@ -34,7 +34,6 @@ PRICING_ENDPOINTS = ("us-east-1", "ap-south-1", "eu-central-1")
 PRICE_LIST_ENGINE = {"redis": "Redis", "valkey": "Valkey", "memcached": "Memcached"}
 SERVERLESS_FAMILY = "ElastiCache Serverless"
 NODE_FAMILY = "Cache Instance"
-CACHE_DAYS = 7  # a cached Price List answer younger than this is used as is
 TABLE = Path(__file__).resolve().parents[2] / "data" / "prices.json"
 
 
@@ -272,37 +271,6 @@ def fetch_price_list(client: Any, region: str, engine: str, source: str) -> dict
     )
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "closeup-ops"
-
-
-def _cache_file(region: str, engine: str) -> Path:
-    return cache_dir() / f"prices-{region}-{engine}.json"
-
-
-def _read_cache(region: str, engine: str, now: dt.datetime) -> dict[str, Any] | None:
-    try:
-        doc = json.loads(_cache_file(region, engine).read_text())
-        fetched = dt.datetime.fromisoformat(doc["fetched"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if fetched.tzinfo is None or now - fetched > dt.timedelta(days=CACHE_DAYS):
-        return None
-    return doc
-
-
-def _write_cache(region: str, engine: str, doc: dict[str, Any]) -> None:
-    path = _cache_file(region, engine)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, indent=1))
-        tmp.replace(path)
-    except OSError:
-        pass  # a read-only home: the prices were still fetched for this run
-
-
 def _api_failure(exc: BaseException) -> str | None:
     """Why the Price List API could not be used, or None for an exception that is a bug."""
     name = type(exc).__name__
@@ -349,7 +317,7 @@ def price_book(
     now = now or dt.datetime.now(dt.timezone.utc)
     notes: list[str] = []
     if engine in PRICE_LIST_ENGINE:
-        cached = _read_cache(region, engine, now)
+        cached = price_cache.read(region, engine, now)
         if cached is not None:
             fetched = cached["fetched"][:10]
             label = f"AWS Price List API, fetched {fetched} (cached)"
@@ -369,7 +337,7 @@ def price_book(
             notes.append(f"AWS Price List API not used ({why.strip().rstrip(':')})")
         else:
             if entry["serverless"] or entry["nodes"]:
-                _write_cache(region, engine, {"fetched": now.isoformat(), "entry": entry})
+                price_cache.write(region, engine, {"fetched": now.isoformat(), "entry": entry})
                 book = book_from_entry(entry, region, engine, "price-list-api", label, fetched)
                 return _fill_serverless(book)
             notes.append(f"AWS Price List API has no {engine} products for {region}")
