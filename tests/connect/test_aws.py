@@ -9,7 +9,7 @@ import pytest
 from helpers import aws as aws_helpers
 from helpers.aws import not_found, serverless_desc, stubbed
 
-from closeup_ops.connect import aws
+from closeup_ops.connect import aws, cache_ref
 from closeup_ops.endpoint import REGION_CODES
 from closeup_ops.errors import AwsResourceError, UsageError, classify
 from closeup_ops.settings import Settings
@@ -25,7 +25,7 @@ def client():
 
 def test_find_replication_group_by_name(moto_world):
     ref = aws.find_cache(Settings(cache="demo"), client())
-    assert ref.kind == aws.REPLICATION_GROUP and ref.name == "demo"
+    assert ref.kind == cache_ref.REPLICATION_GROUP and ref.name == "demo"
     assert ref.tls is True and ref.node_type == "cache.t4g.small"
     roles = {e["role"] for e in ref.endpoints}
     assert "primary" in roles and any(r.startswith("node") for r in roles)
@@ -34,7 +34,7 @@ def test_find_replication_group_by_name(moto_world):
 
 def test_find_cache_cluster_by_name(moto_world):
     ref = aws.find_cache(Settings(cache="single"), client())
-    assert ref.kind == aws.CACHE_CLUSTER and ref.engine == "redis"
+    assert ref.kind == cache_ref.CACHE_CLUSTER and ref.engine == "redis"
 
 
 @pytest.mark.parametrize("pick", ["primary", "node"])
@@ -76,7 +76,7 @@ def test_serverless_found_by_endpoint_and_reader_with_stubber():
     with stub:
         ref = aws.find_cache(Settings(host=desc["Endpoint"]["Address"], port=6380), ec)
     stub.assert_no_pending_responses()
-    assert ref.kind == aws.SERVERLESS and ref.tls is True and ref.cluster_mode is True
+    assert ref.kind == cache_ref.SERVERLESS and ref.tls is True and ref.cluster_mode is True
     assert ref.ports == [6379, 6380]
     assert ref.security_group_ids == ["sg-0cache"]
     assert {e["role"] for e in ref.endpoints} == {"endpoint", "reader"}
@@ -90,7 +90,7 @@ def test_serverless_by_name_and_replication_group_member_groups_with_stubber():
         {"ServerlessCacheName": "s"},
     )
     with stub:
-        assert aws.find_cache(Settings(cache="s"), ec).kind == aws.SERVERLESS
+        assert aws.find_cache(Settings(cache="s"), ec).kind == cache_ref.SERVERLESS
     # a replication group's security groups are its member clusters' groups
     ec, stub = stubbed("elasticache")
     not_found(
@@ -304,7 +304,7 @@ def test_node_endpoint_of_a_cluster_mode_enabled_group_is_matched():
     host = clusters[1]["CacheNodes"][0]["Endpoint"]["Address"]
     with stub:
         ref = aws.find_cache(Settings(host=host), ec)
-    assert ref.name == "demo" and ref.kind == aws.REPLICATION_GROUP
+    assert ref.name == "demo" and ref.kind == cache_ref.REPLICATION_GROUP
     assert host in ref.addresses()
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from closeup_ops.connect.aws import CacheRef, list_caches
+from closeup_ops.connect.aws import list_caches
+from closeup_ops.connect.cache_ref import CacheRef
 
 
 @dataclass

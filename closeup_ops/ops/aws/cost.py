@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from closeup_ops.connect.aws import SERVERLESS, CacheRef
+from closeup_ops.connect.cache_ref import SERVERLESS, CacheRef
 from closeup_ops.ops.aws.prices import Price, PriceBook
 
 GIB = 1024**3

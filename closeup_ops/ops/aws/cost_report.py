@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from closeup_ops.connect.aws import SERVERLESS, CacheRef
+from closeup_ops.connect.cache_ref import SERVERLESS, CacheRef
 from closeup_ops.ops.aws.cost import (
     DATA_TRANSFER,
     HOURS_PER_MONTH,

@@ -11,13 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from closeup_ops.connect.aws import (
-    CACHE_CLUSTER,
-    REPLICATION_GROUP,
-    SERVERLESS,
-    CacheRef,
-    find_cache,
-)
+from closeup_ops.connect.aws import find_cache
+from closeup_ops.connect.cache_ref import CACHE_CLUSTER, REPLICATION_GROUP, SERVERLESS, CacheRef
 from closeup_ops.settings import Settings
 
 __all__ = ["CACHE_CLUSTER", "REPLICATION_GROUP", "SERVERLESS", "CacheFacts", "facts", "lookup"]

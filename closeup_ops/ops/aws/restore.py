@@ -9,13 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from closeup_ops.connect.aws import (
-    CACHE_CLUSTER,
-    REPLICATION_GROUP,
-    SERVERLESS,
-    CacheRef,
-    describe_by_name,
-)
+from closeup_ops.connect.aws import describe_by_name
+from closeup_ops.connect.cache_ref import CACHE_CLUSTER, REPLICATION_GROUP, SERVERLESS, CacheRef
 from closeup_ops.errors import AwsResourceError, UsageError
 from closeup_ops.ops.aws.snapshots import SnapshotInfo, as_int, poll
 

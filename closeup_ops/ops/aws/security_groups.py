@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from closeup_ops import audit
-from closeup_ops.connect.aws import SERVERLESS, CacheRef, default_ports, is_memcached, pages
+from closeup_ops.connect.aws import pages
+from closeup_ops.connect.cache_ref import SERVERLESS, CacheRef, default_ports, is_memcached
 from closeup_ops.endpoint import DEFAULT_PORT, SERVERLESS_READER_PORT
 from closeup_ops.errors import AwsResourceError, UsageError
 

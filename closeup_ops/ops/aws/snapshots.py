@@ -13,14 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from closeup_ops.connect.aws import (
-    CACHE_CLUSTER,
-    REPLICATION_GROUP,
-    SERVERLESS,
-    CacheRef,
-    optional_serverless,
-    pages,
-)
+from closeup_ops.connect.aws import optional_serverless, pages
+from closeup_ops.connect.cache_ref import CACHE_CLUSTER, REPLICATION_GROUP, SERVERLESS, CacheRef
 from closeup_ops.errors import AwsResourceError, UsageError
 
 DONE = "available"

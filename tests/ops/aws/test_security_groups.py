@@ -9,7 +9,7 @@ import pytest
 from helpers import aws as aws_helpers
 from helpers.aws import serverless_desc
 
-from closeup_ops.connect import aws
+from closeup_ops.connect import cache_ref
 from closeup_ops.errors import AwsResourceError, UsageError
 from closeup_ops.ops.aws import security_groups as ops
 
@@ -53,20 +53,20 @@ def test_description_names_who_and_when():
 
 
 def test_ports_from_the_cache():
-    serverless = aws.serverless_ref(serverless_desc())
+    serverless = cache_ref.serverless_ref(serverless_desc())
     assert ops.cache_ports(serverless) == [6379, 6380]
-    node = aws.CacheRef(aws.CACHE_CLUSTER, "c", ports=[6390])
+    node = cache_ref.CacheRef(cache_ref.CACHE_CLUSTER, "c", ports=[6390])
     assert ops.cache_ports(node) == [6390] and ops.cache_ports(node, 7000) == [7000]
 
 
 def test_choose_group_needs_group_id_when_several():
-    many = aws.CacheRef(aws.SERVERLESS, "s", security_group_ids=["sg-a", "sg-b"])
+    many = cache_ref.CacheRef(cache_ref.SERVERLESS, "s", security_group_ids=["sg-a", "sg-b"])
     with pytest.raises(UsageError) as err:
         ops.choose_group(many, None)
     assert "sg-a, sg-b" in err.value.line() and "--group-id" in err.value.line()
     assert ops.choose_group(many, "sg-b") == "sg-b"
     with pytest.raises(AwsResourceError):
-        ops.choose_group(aws.CacheRef(aws.CACHE_CLUSTER, "c"), None)
+        ops.choose_group(cache_ref.CacheRef(cache_ref.CACHE_CLUSTER, "c"), None)
 
 
 def test_allow_is_idempotent_and_described(moto_world):
@@ -179,9 +179,9 @@ def test_serverless_memcached_ports_are_not_redis_ports():
     host = desc["Endpoint"]["Address"]
     desc["Endpoint"] = {"Address": host, "Port": 11211}
     desc["ReaderEndpoint"] = {"Address": host, "Port": 11212}
-    assert ops.cache_ports(aws.serverless_ref(desc)) == [11211, 11212]
+    assert ops.cache_ports(cache_ref.serverless_ref(desc)) == [11211, 11212]
     # ports not reported: memcached's own defaults, never 6379/6380
     bare = {k: v for k, v in desc.items() if k not in ("Endpoint", "ReaderEndpoint")}
-    assert ops.cache_ports(aws.serverless_ref(bare)) == [11211, 11212]
+    assert ops.cache_ports(cache_ref.serverless_ref(bare)) == [11211, 11212]
     valkey = {k: v for k, v in serverless_desc("v").items() if k != "ReaderEndpoint"}
-    assert ops.cache_ports(aws.serverless_ref(valkey)) == [6379, 6380]
+    assert ops.cache_ports(cache_ref.serverless_ref(valkey)) == [6379, 6380]

@@ -10,7 +10,7 @@ import pytest
 from helpers import aws as aws_helpers
 from helpers.aws import Clock, not_found, serverless_desc, stubbed
 
-from closeup_ops.connect import aws
+from closeup_ops.connect import aws, cache_ref
 from closeup_ops.errors import AwsResourceError
 from closeup_ops.ops.aws import restore
 from closeup_ops.ops.aws import snapshots as ops
@@ -36,8 +36,8 @@ def test_create_list_get_delete_node_snapshots(moto_world):
     single = aws.find_cache(Settings(cache="single"), ec)
     a = ops.create_snapshot(ec, group, "demo-snap")
     b = ops.create_snapshot(ec, single, "single-snap")
-    assert (a.kind, a.cache) == (aws.REPLICATION_GROUP, "demo")
-    assert (b.kind, b.cache) == (aws.CACHE_CLUSTER, "single")
+    assert (a.kind, a.cache) == (cache_ref.REPLICATION_GROUP, "demo")
+    assert (b.kind, b.cache) == (cache_ref.CACHE_CLUSTER, "single")
     assert {s.name for s in ops.list_snapshots(ec)} == {"demo-snap", "single-snap"}
     assert [s.name for s in ops.list_snapshots(ec, group)] == ["demo-snap"]
     assert [s.name for s in ops.list_snapshots(ec, single)] == ["single-snap"]
@@ -75,12 +75,12 @@ def test_create_uses_the_right_api_per_kind():
         {"SnapshotName": "c1", "CacheClusterId": "cc"},
     )
     with stub:
-        s = ops.create_snapshot(ec, aws.serverless_ref(serverless_desc("demo")), "s1")
-        r = ops.create_snapshot(ec, aws.CacheRef(aws.REPLICATION_GROUP, "rg"), "r1")
-        c = ops.create_snapshot(ec, aws.CacheRef(aws.CACHE_CLUSTER, "cc"), "c1")
+        s = ops.create_snapshot(ec, cache_ref.serverless_ref(serverless_desc("demo")), "s1")
+        r = ops.create_snapshot(ec, cache_ref.CacheRef(cache_ref.REPLICATION_GROUP, "rg"), "r1")
+        c = ops.create_snapshot(ec, cache_ref.CacheRef(cache_ref.CACHE_CLUSTER, "cc"), "c1")
     stub.assert_no_pending_responses()
-    assert (s.kind, s.cache, s.status) == (aws.SERVERLESS, "demo", "creating")
-    assert r.kind == aws.REPLICATION_GROUP and c.kind == aws.CACHE_CLUSTER
+    assert (s.kind, s.cache, s.status) == (cache_ref.SERVERLESS, "demo", "creating")
+    assert r.kind == cache_ref.REPLICATION_GROUP and c.kind == cache_ref.CACHE_CLUSTER
 
 
 def _serverless_snap(status: str) -> dict:
@@ -146,13 +146,13 @@ def test_restore_replication_group_copies_source_settings(moto_world):
     group = aws.find_cache(Settings(cache="demo"), ec)
     snap = ops.create_snapshot(ec, group, "demo-snap")
     result = restore.restore_snapshot(ec, snap, "demo-restored")
-    assert result.kind == aws.REPLICATION_GROUP and result.copied_from == "demo"
+    assert result.kind == cache_ref.REPLICATION_GROUP and result.copied_from == "demo"
     req = result.request
     assert req["SnapshotName"] == "demo-snap" and req["ReplicationGroupId"] == "demo-restored"
     assert req["CacheNodeType"] == "cache.t4g.small"
     assert req["TransitEncryptionEnabled"] is True
     assert req["CacheSubnetGroupName"] == "cache-subnets"  # recorded by the snapshot
-    assert aws.find_cache(Settings(cache="demo-restored"), ec).kind == aws.REPLICATION_GROUP
+    assert aws.find_cache(Settings(cache="demo-restored"), ec).kind == cache_ref.REPLICATION_GROUP
     # flags override what is copied
     opts = restore.RestoreOptions(
         node_type="cache.r7g.large", tls=False, security_group_ids=[moto_world.app_sg]
@@ -167,10 +167,10 @@ def test_restore_cache_cluster(moto_world):
     single = aws.find_cache(Settings(cache="single"), ec)
     snap = ops.create_snapshot(ec, single, "single-snap")
     result = restore.restore_snapshot(ec, snap, "single-restored")
-    assert result.kind == aws.CACHE_CLUSTER
+    assert result.kind == cache_ref.CACHE_CLUSTER
     assert result.request["CacheClusterId"] == "single-restored"
     assert result.request["EngineVersion"] == "7.0"
-    assert aws.find_cache(Settings(cache="single-restored"), ec).kind == aws.CACHE_CLUSTER
+    assert aws.find_cache(Settings(cache="single-restored"), ec).kind == cache_ref.CACHE_CLUSTER
 
 
 def test_restore_refuses_an_existing_target_before_creating_anything(moto_world):
@@ -238,7 +238,7 @@ def test_restore_serverless_with_stubber_copies_network():
     with stub:
         result = restore.restore_snapshot(ec, snap, "demo-new")
     stub.assert_no_pending_responses()
-    assert result.kind == aws.SERVERLESS and result.status == "creating"
+    assert result.kind == cache_ref.SERVERLESS and result.status == "creating"
 
 
 def test_serverless_list_and_delete_with_stubber():
@@ -254,9 +254,9 @@ def test_serverless_list_and_delete_with_stubber():
         {"ServerlessCacheSnapshotName": "s1"},
     )
     with stub:
-        found = ops.list_snapshots(ec, aws.serverless_ref(serverless_desc("demo")))
+        found = ops.list_snapshots(ec, cache_ref.serverless_ref(serverless_desc("demo")))
         gone = ops.delete_snapshot(ec, found[0])
-    assert [s.kind for s in found] == [aws.SERVERLESS] and gone.status == "deleting"
+    assert [s.kind for s in found] == [cache_ref.SERVERLESS] and gone.status == "deleting"
 
 
 def test_list_shows_both_kinds_side_by_side(moto_world):
@@ -276,8 +276,8 @@ def test_list_shows_both_kinds_side_by_side(moto_world):
     ec.describe_serverless_cache_snapshots = serverless_page
     found = ops.list_snapshots(ec)
     assert {(s.name, s.kind) for s in found} == {
-        ("n1", aws.REPLICATION_GROUP),
-        ("s1", aws.SERVERLESS),
+        ("n1", cache_ref.REPLICATION_GROUP),
+        ("s1", cache_ref.SERVERLESS),
     }
     assert asked == [{}, {"NextToken": "t"}]
 
@@ -324,7 +324,7 @@ def test_wait_for_a_restore_that_fails_exits_5():
 
 
 def test_restore_request_copies_failover_rbac_and_warns_about_auth_token():
-    source = aws.replication_group_ref(
+    source = cache_ref.replication_group_ref(
         {
             "ReplicationGroupId": "rg",
             "MemberClusters": ["rg-001", "rg-002"],
