@@ -46,7 +46,7 @@ from keyspace_cluster import (
     server_usec,
 )
 
-from closeup_ops.local.servers import start_cluster
+from closeup_ops.local.cluster import start_cluster
 
 TOOL = str(VENV_BIN / "closeup-ops")
 CORES = 2

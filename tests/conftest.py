@@ -14,13 +14,8 @@ from pathlib import Path
 import pytest
 
 from closeup_ops.local.certs import make_tls_files
-from closeup_ops.local.servers import (
-    EngineLacks,
-    redis_cli,
-    start_cluster,
-    start_redis,
-    start_replicated,
-)
+from closeup_ops.local.cluster import start_cluster
+from closeup_ops.local.servers import EngineLacks, redis_cli, start_redis, start_replicated
 
 sys.path.insert(0, str(Path(__file__).parent))
 

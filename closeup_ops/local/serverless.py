@@ -27,13 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from closeup_ops.local.certs import make_tls_files
-from closeup_ops.local.servers import (
-    LOOPBACK,
-    TLSFiles,
-    free_cluster_port,
-    redis_server_binary,
-    tls_args,
-)
+from closeup_ops.local.cluster import free_cluster_port
+from closeup_ops.local.servers import LOOPBACK, TLSFiles, redis_server_binary, tls_args
 
 USERNAME = "closeup-app"
 # What ElastiCache refuses on every cache (AWS docs, "Restricted commands"); KEYS too here,

@@ -13,7 +13,7 @@ import pytest
 from helpers.common import server_env
 from helpers.keyspace import client_for, fill, unique_prefix
 
-from closeup_ops.local.servers import start_cluster
+from closeup_ops.local.cluster import start_cluster
 from closeup_ops.ops.keyspace import scan as keyspace_scan
 
 READS = ("cmdstat_scan", "cmdstat_pttl", "cmdstat_memory|usage", "cmdstat_type")

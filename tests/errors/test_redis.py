@@ -7,7 +7,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from closeup_ops.errors import classify
-from closeup_ops.local.servers import start_cluster
+from closeup_ops.local.cluster import start_cluster
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from closeup_ops.errors import UsageError
-from closeup_ops.local.servers import LOOPBACK, start_cluster, start_replicated
+from closeup_ops.local.cluster import start_cluster
+from closeup_ops.local.servers import LOOPBACK, start_replicated
 from closeup_ops.ops.sandbox.aws import (
     CACHE_NAME,
     aws_exports,

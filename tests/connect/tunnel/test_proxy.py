@@ -14,7 +14,7 @@ import pytest
 import redis
 from helpers.resp_proxy import NameDial, open_proxy, wait_until
 
-from closeup_ops.local.servers import start_cluster
+from closeup_ops.local.cluster import start_cluster
 
 NAMES = [f"node{i}.plain.closeup.test" for i in range(6)]
 

@@ -12,7 +12,8 @@ from helpers.resp_proxy import NameDial, open_proxy
 
 from closeup_ops.connect.tunnel.proxy import Upstream
 from closeup_ops.local.certs import make_tls_files
-from closeup_ops.local.servers import redis_cli, start_cluster
+from closeup_ops.local.cluster import start_cluster
+from closeup_ops.local.servers import redis_cli
 
 NAMES = [f"node{i}.tls.closeup.test" for i in range(6)]
 USER, SECRET = "app", "app-secret-0f9e8d"

@@ -16,7 +16,8 @@ import pytest
 from helpers.failover import client_for, link_up, wait_until
 from helpers.tcpproxy import TcpProxy
 
-from closeup_ops.local.servers import RedisProcess, start_cluster, start_redis
+from closeup_ops.local.cluster import start_cluster
+from closeup_ops.local.servers import RedisProcess, start_redis
 
 
 @dataclass

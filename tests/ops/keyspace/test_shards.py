@@ -391,7 +391,7 @@ def test_plain_listing_a_silent_node_times_out_with_the_count(tmp_path, monkeypa
     """A node that stops answering mid-scan (SIGSTOP) is given up after REDIS_TIMEOUT,
     as in the threaded path: ConnectionLost -> exit 3 with what was scanned."""
     from closeup_ops.errors import ConnectError
-    from closeup_ops.local.servers import start_cluster
+    from closeup_ops.local.cluster import start_cluster
 
     cluster = start_cluster(tmp_path / "silent", 3, 0)
     paused = []
@@ -448,7 +448,8 @@ def test_plain_listing_multiplexes_tls_nodes(tmp_path, tls_files):
     sockets waited on together, every key exactly once."""
     from redis.cluster import RedisCluster
 
-    from closeup_ops.local.servers import EngineLacks, start_cluster
+    from closeup_ops.local.cluster import start_cluster
+    from closeup_ops.local.servers import EngineLacks
 
     try:
         cluster = start_cluster(tmp_path / "tls", 3, 0, tls=tls_files)

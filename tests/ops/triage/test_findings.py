@@ -16,7 +16,8 @@ import pytest
 import redis
 from helpers.triage import findings, triage, wait_until
 
-from closeup_ops.local.servers import start_cluster, start_redis, start_replicated
+from closeup_ops.local.cluster import start_cluster
+from closeup_ops.local.servers import start_redis, start_replicated
 
 SECRET = "value-that-must-never-be-printed-7731"
 
