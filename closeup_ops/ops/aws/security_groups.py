@@ -189,13 +189,19 @@ def rule_source(rule: dict[str, Any]) -> str:
     )
 
 
-def _covers(rule: dict[str, Any], port: int) -> bool:
-    if str(rule.get("IpProtocol")) in ("-1", "all"):
+def covers_port(rule: dict[str, Any], port: int) -> bool:
+    """Whether an inbound rule lets TCP in on `port`, as EC2 reads it. Works on both shapes
+    AWS answers with (an IpPermission of DescribeSecurityGroups, a SecurityGroupRule of
+    DescribeSecurityGroupRules): IpProtocol "-1" is every protocol and port; "tcp" or its
+    number "6" is FromPort..ToPort (EC2 requires both for TCP; -1 is an ICMP wildcard, never
+    a TCP one); any other protocol lets no TCP in."""
+    protocol = str(rule.get("IpProtocol")).lower()
+    if protocol == "-1":
         return True
-    if str(rule.get("IpProtocol")).lower() not in ("tcp", "6"):
+    if protocol not in ("tcp", "6"):
         return False
     low, high = rule.get("FromPort"), rule.get("ToPort")
-    return low is not None and high is not None and (low == -1 or low <= port <= high)
+    return low is not None and high is not None and int(low) <= port <= int(high)
 
 
 def _same_source(rule: dict[str, Any], source: Source) -> bool:
@@ -231,7 +237,7 @@ def allow(
     change = RuleChange("allow", group_id, str(source), description, dry_run)
     existing = [r for r in inbound_rules(ec2, [group_id]) if _same_source(r, source)]
     for port in ports:
-        have = next((r for r in existing if _covers(r, port)), None)
+        have = next((r for r in existing if covers_port(r, port)), None)
         if have is not None:
             change.ports.append(PortResult(port, ALREADY, have.get("SecurityGroupRuleId")))
             continue
@@ -264,7 +270,7 @@ def revoke(
     for port in ports:
         exact = [r for r in rules if _exact(r, port)]
         if not exact:
-            wider = next((r for r in rules if _covers(r, port)), None)
+            wider = next((r for r in rules if covers_port(r, port)), None)
             note = (
                 (
                     f"still allowed by rule {wider.get('SecurityGroupRuleId')} "
@@ -300,7 +306,7 @@ def show(ec2: Any, group_ids: list[str], ports: list[int]) -> list[RuleView]:
     """Inbound rules of these groups that cover any of `ports`."""
     views = []
     for rule in inbound_rules(ec2, group_ids):
-        covers = [p for p in ports if _covers(rule, p)]
+        covers = [p for p in ports if covers_port(rule, p)]
         if covers:
             views.append(
                 RuleView(

@@ -9,14 +9,7 @@ import ipaddress
 from collections.abc import Callable
 from typing import Any
 
-
-def _covers_port(perm: dict[str, Any], port: int) -> bool:
-    if perm.get("IpProtocol") in ("-1", "all"):
-        return True
-    if perm.get("IpProtocol") not in ("tcp", "6"):
-        return False
-    return int(perm.get("FromPort", -1)) <= port <= int(perm.get("ToPort", -1))
-
+from closeup_ops.ops.aws.security_groups import covers_port
 
 PrefixLists = Callable[[str], list[str]]  # prefix list id -> its CIDRs
 
@@ -61,7 +54,7 @@ def matching_rule(
     ip = ipaddress.ip_address(client_ip) if client_ip else None
     for group in groups:
         for perm in group.get("IpPermissions") or []:
-            if not _covers_port(perm, port):
+            if not covers_port(perm, port):
                 continue
             source = _source_matches(perm, client_sgs, ip, prefix_lists)
             if source:

@@ -185,3 +185,26 @@ def test_serverless_memcached_ports_are_not_redis_ports():
     assert ops.cache_ports(cache_ref.serverless_ref(bare)) == [11211, 11212]
     valkey = {k: v for k, v in serverless_desc("v").items() if k != "ReaderEndpoint"}
     assert ops.cache_ports(cache_ref.serverless_ref(valkey)) == [6379, 6380]
+
+
+@pytest.mark.parametrize(
+    "rule, port, expected",
+    [
+        # Written from EC2's IpPermission reference: "-1" is every protocol on every port;
+        # tcp (or its number, 6) needs FromPort..ToPort; -1 ports are ICMP wildcards only.
+        ({"IpProtocol": "-1"}, 6379, True),
+        ({"IpProtocol": "-1", "FromPort": 0, "ToPort": 0}, 6379, True),
+        ({"IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6380}, 6380, True),
+        ({"IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6380}, 6381, False),
+        ({"IpProtocol": "tcp", "FromPort": 0, "ToPort": 65535}, 6379, True),
+        ({"IpProtocol": "TCP", "FromPort": 6379, "ToPort": 6379}, 6379, True),
+        ({"IpProtocol": "6", "FromPort": 6379, "ToPort": 6379}, 6379, True),
+        ({"IpProtocol": "udp", "FromPort": 6379, "ToPort": 6379}, 6379, False),
+        ({"IpProtocol": "17", "FromPort": 0, "ToPort": 65535}, 6379, False),
+        ({"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1}, 6379, False),
+        ({"IpProtocol": "tcp", "FromPort": -1, "ToPort": -1}, 6379, False),
+        ({"IpProtocol": "tcp"}, 6379, False),
+    ],
+)
+def test_which_rules_let_tcp_in_on_a_port(rule, port, expected):
+    assert ops.covers_port(rule, port) is expected

@@ -154,6 +154,23 @@ def test_matching_rule_all_traffic_and_ports():
     assert matching_rule(groups, 6379, [], "1.2.3.4") is None
 
 
+def test_matching_rule_reads_the_protocol_as_ec2_does():
+    """The same rule reading as `sg allow|show` (covers_port): a protocol number or an
+    upper-case name is TCP; a -1 port range on TCP is not (EC2 keeps -1 for ICMP)."""
+
+    def group(protocol, low, high):
+        perm = {"IpProtocol": protocol, "FromPort": low, "ToPort": high}
+        return [
+            {"GroupId": "sg-1", "IpPermissions": [{**perm, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}]}
+        ]
+
+    for protocol in ("tcp", "TCP", "6"):
+        found = matching_rule(group(protocol, 6379, 6379), 6379, [], "10.1.2.3")
+        assert found == "sg-1 allows 10.0.0.0/8 on tcp/6379", protocol
+    assert matching_rule(group("tcp", -1, -1), 6379, [], "10.1.2.3") is None
+    assert matching_rule(group("udp", 6379, 6379), 6379, [], "10.1.2.3") is None
+
+
 # --- backups and alarms ----------------------------------------------------------------
 
 
