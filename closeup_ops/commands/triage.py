@@ -78,9 +78,9 @@ def triage(
             settings=settings,
         )
     text = to_markdown(report)
-    if target_file is not None:
-        target_file.write_text(text)
     output.render(report, lambda _: output.line(text.rstrip("\n")))
+    if target_file is not None:  # after the report is shown: a bad file does not lose it
+        target_file.write_text(text)
     if report.critical:
         ids = ", ".join(dict.fromkeys(f.id for f in report.critical))
         raise CheckFailed(

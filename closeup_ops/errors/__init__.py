@@ -41,6 +41,13 @@ def classify(exc: BaseException, endpoint: str | None = None) -> OpsError:
         mapped = mapper(exc, endpoint)
         if mapped is not None:
             return mapped
+    if isinstance(exc, OSError) and exc.filename is not None:
+        # A local file (a report to write, a key or CA file to read): the path is the bad
+        # input, whatever cache we were talking to.
+        return UsageError(
+            f"cannot use {exc.filename}: {exc.strerror or exc}",
+            "check the path and its permissions",
+        )
     if isinstance(exc, (ConnectionError, TimeoutError, OSError)) and endpoint:
         return ConnectError(f"cannot reach {endpoint}: {exc}", "check the host, port and network")
     return OpsError(
