@@ -11,8 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
-from closeup_ops import output
-from closeup_ops.errors import CheckFailed, UsageError
+from closeup_ops import errors, output
+from closeup_ops.errors import EXIT_AUTH, EXIT_AWS, EXIT_CONNECT, CheckFailed, UsageError
 from closeup_ops.options import REDIS, with_settings
 from closeup_ops.settings import Settings
 
@@ -101,7 +101,9 @@ def _once(settings: Settings, limits: Any, since_s: int, no_aws: bool, no_info: 
 
         with open_redis(settings) as target:
             info = collect_info(target)
-    cw, note = (None, "skipped: --no-aws") if no_aws else _cloudwatch(settings, since_s)
+    cw, note = (
+        (None, "skipped: --no-aws") if no_aws else _cloudwatch_or_why(settings, since_s, info)
+    )
     if info is None and cw is None:
         raise UsageError(f"no CloudWatch data source ({note})", "drop --no-info")
     report = build_report(settings.endpoint, info, cw, note, limits)
@@ -113,6 +115,21 @@ def _once(settings: Settings, limits: Any, since_s: int, no_aws: bool, no_info: 
             "see the evidence above; thresholds are set with --max-cpu, "
             "--max-evictions, --min-hit-rate, --max-throttled",
         )
+
+
+def _cloudwatch_or_why(settings: Settings, since_s: int, info: Any):
+    """_cloudwatch, but when INFO was read an AWS refusal (no permission, no such cache, AWS
+    out of reach) costs only the CloudWatch half: it is said on stderr and in the report,
+    and INFO is still shown and judged. Without INFO there is nothing to show: it stands."""
+    try:
+        return _cloudwatch(settings, since_s)
+    except Exception as exc:
+        err = errors.classify(exc)
+        if info is None or err.exit_code not in (EXIT_AUTH, EXIT_AWS, EXIT_CONNECT):
+            raise
+        why = errors.scrub(err.line()).replace("\n", " ")
+        output.warn(f"CloudWatch skipped: {why}")
+        return None, f"skipped: {why}"
 
 
 def _cloudwatch(settings: Settings, since_s: int):

@@ -358,3 +358,53 @@ def test_help_shows_the_threshold_flags(cli):
     for flag in ("--max-cpu", "--max-evictions", "--min-hit-rate", "--max-throttled"):
         assert flag in r.out
     assert "[default: 70.0]" in r.out and "--no-no-aws" not in r.out
+
+
+def test_cloudwatch_for_an_unknown_cache_still_shows_info(cli, moto_world, evicting):
+    """AWS's half failing (here: no such cache) costs only that half when INFO was read:
+    a warning line says why, INFO is shown and judged, the report says CloudWatch was
+    skipped and why."""
+    env = server_env(evicting, AWS_REGION=REGION)
+    r = cli("stats", "--json", "--cache", "nope", env=env)
+    assert r.code == 6, r.err  # INFO's evictions (since start) are judged: a breach
+    doc = r.json()
+    assert doc["info"]["hit_rate"] == 25.0 and doc["cloudwatch"] is None
+    assert doc["cloudwatch_note"].startswith("skipped: ") and "nope" in doc["cloudwatch_note"]
+    warning = r.err_lines[0]
+    assert warning.startswith("closeup-ops: warning: CloudWatch skipped: ") and "nope" in warning
+    assert "evictions" in r.err_lines[-1] and len(r.err_lines) == 2
+    assert {j["source"] for j in doc["judgements"]} == {"info"}
+
+
+def _denied_elasticache(monkeypatch):
+    from helpers.aws import stubbed
+
+    from closeup_ops.connect import aws
+
+    ec, stub = stubbed("elasticache")
+    stub.add_client_error(
+        "describe_serverless_caches",
+        service_error_code="AccessDenied",
+        service_message="User: arn:aws:iam::1:user/oncall is not authorized",
+        http_status_code=403,
+    )
+    monkeypatch.setattr(aws, "aws_client", lambda settings, service, session=None: ec)
+    return stub
+
+
+def test_cloudwatch_access_denied_still_shows_info(cli, aws_env, evicting, monkeypatch):
+    stub = _denied_elasticache(monkeypatch)
+    with stub:
+        r = cli("stats", "--json", "--cache", "demo", env=server_env(evicting, AWS_REGION=REGION))
+    assert r.code == 6, r.err  # judged on INFO alone
+    doc = r.json()
+    assert doc["info"]["hit_rate"] == 25.0 and doc["cloudwatch"] is None
+    assert "AccessDenied" in doc["cloudwatch_note"] and "AccessDenied" in r.err
+
+
+def test_cloudwatch_access_denied_without_info_is_exit_4(cli, aws_env, monkeypatch):
+    stub = _denied_elasticache(monkeypatch)
+    with stub:
+        r = cli("stats", "--no-info", "--cache", "demo", env={"AWS_REGION": REGION})
+    assert r.code == 4
+    assert len(r.err_lines) == 1 and "AccessDenied" in r.err
