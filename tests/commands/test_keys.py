@@ -566,3 +566,22 @@ def test_keys_over_tls_and_with_acl_user(cli, redis_tls, tls_files, redis_acl):
         for key in acl.scan_iter(f"{prefix}:*"):
             acl.delete(key)
         acl.close()
+
+
+def test_delete_that_cannot_start_is_audited_as_failed(cli, own_server, monkeypatch):
+    """The server goes away between the connect and the first SCAN (nothing scanned yet):
+    exit 3, and the audit line of the --yes run says failed, not ok."""
+    from closeup_ops.ops.keyspace import delete as keyspace_delete
+
+    server = own_server(keys=500)
+    real = keyspace_delete.drive
+
+    def server_gone(*args, **kwargs):
+        server.kill()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(keyspace_delete, "drive", server_gone)
+    r = cli("keys", "otp:*", "--delete", "--yes", env=server_env(server))
+    assert r.code == 3 and len(r.err_lines) == 1, r.err
+    (entry,) = audit.read_entries()
+    assert entry["result"].startswith("failed: ") and entry["deleted"] == 0, entry

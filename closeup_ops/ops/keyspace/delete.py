@@ -167,8 +167,9 @@ def delete_keys(
                 report.nodes, report.shards = stats.nodes, stats.shards
                 report.parallel = stats.parallel
                 report.slot_map_changed = stats.slot_map_changed
-    except errors.OpsError as exc:
-        result = "interrupted" if isinstance(exc, Interrupted) else f"failed: {exc.message}"
+    except BaseException as exc:  # whatever stopped it, the audit line says it did not finish
+        err = errors.classify(exc)
+        result = "interrupted" if isinstance(err, Interrupted) else f"failed: {err.message}"
         raise
     finally:
         if yes:
