@@ -254,6 +254,36 @@ def _text(value: Any, name: str) -> str:
     return text
 
 
+def _host(value: Any, name: str) -> str:
+    """A host name or address, alone: a URL or host:port (as the AWS console shows an
+    endpoint) is refused with the split spelled out, rather than looked up and failing as
+    'cannot resolve' (exit 3). An IPv6 address may be written in brackets. A URL or user@host
+    is not echoed: it may hold a password."""
+    import ipaddress
+
+    text = _text(value, name)
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    if "://" in text or "/" in text or "@" in text:
+        raise UsageError(
+            f"{name} holds a URL or user@host, not a host name",
+            "give the host alone; the port goes in REDIS_PORT, TLS in REDIS_TLS, the user "
+            "and password in REDIS_USERNAME and REDIS_PASSWORD",
+        )
+    if ":" not in text:
+        return text
+    try:
+        ipaddress.IPv6Address(text.split("%")[0])
+        return text
+    except ValueError:
+        host, _, port = text.rpartition(":")
+    if host and port.isdigit():
+        raise setting_error(
+            name, text, f"the host alone ({host}) and the port in REDIS_PORT ({port})"
+        )
+    raise setting_error(name, text, "a host name or address")
+
+
 def _int_range(low: int, high: int, what: str):
     def convert(value: Any, name: str) -> int:
         try:
@@ -350,7 +380,7 @@ def _key_file(value: Any, name: str) -> str:
 
 
 _CONVERTERS = {
-    "host": _text,
+    "host": _host,
     "port": _int_range(1, 65535, "a port number"),
     "username": _text,
     "db": _int_range(0, 1_000_000, "a database number"),

@@ -52,6 +52,15 @@ def _cases(plain, pw, tls, tls_files, cluster, closed, silent):
         ),
         ("bastion port", [], {**p, "BASTION_PORT": "99999"}, 2, "BASTION_PORT"),
         ("host with spaces", [], {**p, "REDIS_HOST": "my host"}, 2, "REDIS_HOST"),
+        ("host and port", [], {**p, "REDIS_HOST": "127.0.0.1:6380"}, 2, "REDIS_PORT (6380)"),
+        (
+            "host as a URL with the password",
+            [],
+            {**p, "REDIS_HOST": f"rediss://app:{SECRET}@127.0.0.1:6379"},
+            2,
+            "REDIS_HOST holds a URL",
+        ),
+        ("host as user@host", [], {**p, "REDIS_HOST": "app@127.0.0.1"}, 2, "REDIS_USERNAME"),
         ("iam without user", [], {**p, "REDIS_IAM_AUTH": "true"}, 2, "REDIS_USERNAME"),
         (
             "serverless without tls",

@@ -122,3 +122,40 @@ def test_iam_needs_user_and_tls(tmp_path, monkeypatch):
         load({}, environ={"REDIS_IAM_AUTH": "true"})
     with pytest.raises(UsageError, match="TLS"):
         load({}, environ={"REDIS_IAM_AUTH": "true", "REDIS_USERNAME": "u", "REDIS_TLS": "false"})
+
+
+@pytest.mark.parametrize(
+    "value,host",
+    [
+        ("[::1]", "::1"),  # brackets, as in a URL, are taken off
+        ("::1", "::1"),
+        ("fe80::1%eth0", "fe80::1%eth0"),
+        (
+            "master.demo.abc123.use1.cache.amazonaws.com",
+            "master.demo.abc123.use1.cache.amazonaws.com",
+        ),
+        ("10.0.1.7", "10.0.1.7"),
+    ],
+)
+def test_hosts_that_are_hosts(tmp_path, monkeypatch, value, host):
+    monkeypatch.chdir(tmp_path)
+    assert load({}, environ={"REDIS_HOST": value}).host == host
+
+
+@pytest.mark.parametrize(
+    "value,says",
+    [
+        # the AWS console shows endpoints as host:port
+        ("master.demo.abc123.use1.cache.amazonaws.com:6379", "host alone (master.demo.abc123"),
+        ("127.0.0.1:6380", "REDIS_PORT (6380)"),
+        ("redis://127.0.0.1", "URL"),
+        ("cache/0", "URL"),
+        ("a:b", "a host name or address"),
+    ],
+)
+def test_hosts_that_are_not_hosts(tmp_path, monkeypatch, value, says):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError) as err:
+        load({}, environ={"REDIS_HOST": value})
+    assert "REDIS_HOST" in err.value.line() and says in err.value.line()
+    assert err.value.exit_code == 2
