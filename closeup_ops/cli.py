@@ -9,7 +9,9 @@ options costs ~4 ms a command; importing them all, more).
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
+import threading
 from typing import Annotated, Any, Optional
 
 import typer
@@ -141,9 +143,18 @@ def _root(
     """Settings come from flags, then REDIS_* environment variables, then ./.env."""
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; the one place where exceptions become a line on stderr and an exit code."""
+    """Run the CLI; the one place where exceptions become a line on stderr and an exit code.
+    SIGTERM (a runbook step's timeout, a cancelled job, `kill`) ends a run as Ctrl-C does:
+    what was done is reported, a mutation's audit line is written, exit 130."""
     command = typer.main.get_command(app)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = command.main(args=argv, prog_name="closeup-ops", standalone_mode=False)
     except SystemExit as exc:
@@ -157,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         from closeup_ops import errors, output
 
         return errors.report(exc, verbose=output.STATE["verbose"])
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return result if isinstance(result, int) else 0
 
 

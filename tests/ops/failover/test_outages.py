@@ -265,3 +265,44 @@ def replica_caught_up(primary) -> bool:
     info = client_for(primary).info("replication")
     replica = info.get("slave0")
     return bool(replica) and int(replica["offset"]) >= int(info["master_repl_offset"])
+
+
+def test_sigterm_ends_the_run_like_ctrl_c_with_the_audit_line(tmp_path):
+    """A runbook step's timeout or a cancelled job sends SIGTERM: the run still reports what
+    it measured and writes its audit line, exit 130 (SPEC: interrupted), in a real process."""
+    import json
+    import subprocess
+    import sys
+
+    from closeup_ops.local.servers import start_redis
+
+    server = start_redis(tmp_path / "server")  # its own: no probe keys of other tests
+    env = {
+        **os.environ,
+        **server_env(server),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "HOME": str(tmp_path),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "closeup_ops", "failover-test", "--json", "--duration", "20"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: len(probe_keys(server)) > 5 or proc.poll() is not None, "probe")
+        proc.terminate()  # SIGTERM, by PID
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        server.stop()
+    assert proc.returncode == 130, err
+    doc = json.loads(out)
+    assert doc["result"] == "interrupted" and doc["summary"]["acknowledged"] > 5
+    log = tmp_path / "state" / "closeup-ops" / "audit.log"
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["command"] for e in entries] == ["failover-test"]
+    assert entries[0]["result"] == "interrupted"
