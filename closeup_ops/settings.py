@@ -61,6 +61,7 @@ class Settings:
     bastion_port: int = 22
     bastion_user: str = "ec2-user"
     bastion_key: str | None = None
+    bastion_known_hosts: str | None = None  # None: ~/.ssh/known_hosts
     profile: str | None = None
     region: str | None = None
     via_bastion: bool = False
@@ -123,6 +124,7 @@ ENV_NAMES: dict[str, str] = {
     "bastion_port": "BASTION_PORT",
     "bastion_user": "BASTION_USER",
     "bastion_key": "BASTION_KEY",
+    "bastion_known_hosts": "BASTION_KNOWN_HOSTS",
     "resolve": "REDIS_RESOLVE",
     "rate": "REDIS_RATE",
 }
@@ -395,6 +397,7 @@ _CONVERTERS = {
     "bastion_port": _int_range(1, 65535, "a port number"),
     "bastion_user": _text,
     "bastion_key": _key_file,
+    "bastion_known_hosts": _text,
     "resolve": _resolve,
     "rate": _int_range(1, 1_000_000, "commands per second"),
 }

@@ -48,7 +48,7 @@ def bastion_from(
         raise UsageError(
             "no bastion host to tunnel through", "set BASTION_HOST or pass --bastion HOST"
         )
-    known = known_hosts or os.environ.get("BASTION_KNOWN_HOSTS") or "~/.ssh/known_hosts"
+    known = known_hosts or settings.bastion_known_hosts or "~/.ssh/known_hosts"
     return Bastion(
         host=settings.bastion_host,
         port=settings.bastion_port,
