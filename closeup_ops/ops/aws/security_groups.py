@@ -9,13 +9,13 @@ from __future__ import annotations
 import datetime
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from closeup_ops import audit
 from closeup_ops.connect.aws import pages
 from closeup_ops.connect.cache_ref import SERVERLESS, CacheRef, default_ports, is_memcached
 from closeup_ops.endpoint import DEFAULT_PORT, SERVERLESS_READER_PORT
-from closeup_ops.errors import AwsResourceError, UsageError
+from closeup_ops.errors import AwsResourceError, UsageError, classify
 
 ADDED, ALREADY, WOULD_ADD = "added", "already allowed", "would add"
 REMOVED, ABSENT, WOULD_REMOVE = "removed", "not present", "would remove"
@@ -255,7 +255,7 @@ def allow(
             if code == "InvalidPermission.Duplicate":
                 change.ports.append(PortResult(port, ALREADY))
                 continue
-            raise
+            _fail_after(change, exc)
         rules = got.get("SecurityGroupRules") or [{}]
         change.ports.append(PortResult(port, ADDED, rules[0].get("SecurityGroupRuleId")))
     return change
@@ -290,9 +290,23 @@ def revoke(
             if _code(exc) == "DryRunOperation":
                 change.ports.append(PortResult(port, WOULD_REMOVE, ",".join(ids)))
                 continue
-            raise
+            _fail_after(change, exc)
         change.ports.append(PortResult(port, REMOVED, ",".join(ids)))
     return change
+
+
+def _fail_after(change: RuleChange, exc: Exception) -> NoReturn:
+    """Re-raise a port's failure; when an earlier port of the same run was already changed,
+    the error (and so the audit line) says so, with the rule id to undo it by."""
+    done = [
+        f"port {p.port} {p.status}" + (f" ({p.rule_id})" if p.rule_id else "")
+        for p in change.ports
+        if p.status in (ADDED, REMOVED)
+    ]
+    if not done:
+        raise exc
+    err = classify(exc)
+    raise type(err)(f"{err.message}; before that: {', '.join(done)}", err.hint) from exc
 
 
 def _ports_text(rule: dict[str, Any]) -> str:

@@ -208,3 +208,25 @@ def test_serverless_memcached_ports_are_not_redis_ports():
 )
 def test_which_rules_let_tcp_in_on_a_port(rule, port, expected):
     assert ops.covers_port(rule, port) is expected
+
+
+def test_a_port_that_fails_after_another_was_added_says_what_was_done(moto_world):
+    """EC2 allows 60 inbound rules per VPC group (moto models the quota): with 59 taken,
+    a two-port allow (a serverless cache's 6379 and 6380) adds the first and is refused the
+    second. The error, and so the audit line, says the first was added and by which rule."""
+    w, client = moto_world, ec2()
+    for i in range(59 - len(ingress(w.cache_sg))):
+        client.authorize_security_group_ingress(
+            GroupId=w.cache_sg,
+            IpPermissions=[
+                {"IpProtocol": "tcp", "FromPort": 7000 + i, "ToPort": 7000 + i,
+                 "IpRanges": [{"CidrIp": "10.50.0.0/16"}]}
+            ],
+        )  # fmt: skip
+    with pytest.raises(AwsResourceError) as err:
+        ops.allow(client, w.cache_sg, ops.Source("ipv4", "10.9.0.0/16"), [6379, 6380], "d")
+    (added,) = [r for r in ingress(w.cache_sg) if r.get("CidrIpv4") == "10.9.0.0/16"]
+    assert added["FromPort"] == 6379
+    line = err.value.line()
+    assert "RulesPerSecurityGroupLimitExceeded" in line or "limit" in line.lower()
+    assert f"port 6379 added ({added['SecurityGroupRuleId']})" in line
