@@ -8,7 +8,9 @@ options costs ~4 ms a command; importing them all, more).
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -84,7 +86,24 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+class _BrokenPipe(Exception):
+    """Carries an EPIPE past click, which would end the run with exit 1 and no word, even
+    when the pipe was a socket to the cache rather than our stdout."""
+
+    def __init__(self, original: OSError):
+        super().__init__(str(original))
+        self.original = original
+
+
 class LazyGroup(TyperGroup):
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise _BrokenPipe(exc) from exc
+            raise
+
     def list_commands(self, ctx: Any) -> list[str]:
         return list(COMMANDS)
 
@@ -165,6 +184,11 @@ def main(argv: list[str] | None = None) -> int:
         if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
             typer.echo(exc.ctx.get_help())
             return 0
+        if isinstance(exc, _BrokenPipe):
+            if _stdout_gone():  # `| head` has what it wanted: stop quietly, like Unix tools
+                _silence_stdout()
+                return 0
+            exc = exc.original  # a socket's peer went away: a connection error, said
         from closeup_ops import errors, output
 
         return errors.report(exc, verbose=output.STATE["verbose"])
@@ -172,6 +196,27 @@ def main(argv: list[str] | None = None) -> int:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return result if isinstance(result, int) else 0
+
+
+def _stdout_gone() -> bool:
+    """Whether the reader of our stdout went away (poll says POLLERR on a widowed pipe)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no fileno (captured), no poll
+        return False
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush has nowhere to fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 def run() -> None:
