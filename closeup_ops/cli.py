@@ -13,7 +13,6 @@ import importlib
 import os
 import signal
 import sys
-import threading
 from typing import Annotated, Any, Optional
 
 import typer
@@ -172,8 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     what was done is reported, a mutation's audit line is written, exit 130."""
     command = typer.main.get_command(app)
     previous = None
-    if threading.current_thread() is threading.main_thread():
+    try:
         previous = signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread: the embedding program owns its signals
+        pass
     try:
         result = command.main(args=argv, prog_name="closeup-ops", standalone_mode=False)
     except SystemExit as exc:
