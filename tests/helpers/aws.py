@@ -124,6 +124,67 @@ def not_found(stub, method: str, code: str, params: dict | None = None) -> None:
     )
 
 
+def source_gone(stub, name: str) -> None:
+    """describe_by_name(name) finds no cache of any kind: three NotFound answers."""
+    not_found(
+        stub,
+        "describe_serverless_caches",
+        "ServerlessCacheNotFoundFault",
+        {"ServerlessCacheName": name},
+    )
+    not_found(
+        stub,
+        "describe_replication_groups",
+        "ReplicationGroupNotFoundFault",
+        {"ReplicationGroupId": name},
+    )
+    not_found(
+        stub,
+        "describe_cache_clusters",
+        "CacheClusterNotFound",
+        {"CacheClusterId": name, "ShowCacheNodeInfo": True},
+    )
+
+
+def source_found(stub, group: dict, members: list[dict]) -> None:
+    """describe_by_name finds the replication group `group` with its member clusters."""
+    name = group["ReplicationGroupId"]
+    not_found(
+        stub,
+        "describe_serverless_caches",
+        "ServerlessCacheNotFoundFault",
+        {"ServerlessCacheName": name},
+    )
+    stub.add_response(
+        "describe_replication_groups", {"ReplicationGroups": [group]}, {"ReplicationGroupId": name}
+    )
+    stub.add_response(
+        "describe_cache_clusters", {"CacheClusters": members}, {"ShowCacheNodeInfo": True}
+    )
+
+
+def cluster_found(stub, cluster: dict) -> None:
+    """describe_by_name finds the stand-alone cache cluster `cluster`."""
+    name = cluster["CacheClusterId"]
+    not_found(
+        stub,
+        "describe_serverless_caches",
+        "ServerlessCacheNotFoundFault",
+        {"ServerlessCacheName": name},
+    )
+    not_found(
+        stub,
+        "describe_replication_groups",
+        "ReplicationGroupNotFoundFault",
+        {"ReplicationGroupId": name},
+    )
+    stub.add_response(
+        "describe_cache_clusters",
+        {"CacheClusters": [cluster]},
+        {"CacheClusterId": name, "ShowCacheNodeInfo": True},
+    )
+
+
 class Clock:
     """A fake monotonic clock whose sleep() only advances it (and records the waits)."""
 

@@ -1,6 +1,7 @@
 """Restore a snapshot: always to a NEW cache of the snapshot's kind (CreateServerlessCache
 with SnapshotArnsToRestore; CreateReplicationGroup or CreateCacheCluster with SnapshotName),
-copying the source cache's network, engine and access settings where it still exists."""
+copying the source cache's network, engine and access settings where it still exists
+(backups, maintenance, network type: restore_settings.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from closeup_ops.connect.aws import describe_by_name
 from closeup_ops.connect.cache_ref import CACHE_CLUSTER, REPLICATION_GROUP, SERVERLESS, CacheRef
 from closeup_ops.errors import AwsResourceError, UsageError
+from closeup_ops.ops.aws.restore_settings import copied_settings, settings_warnings
 from closeup_ops.ops.aws.snapshots import SnapshotInfo, as_int, poll
 
 
@@ -164,6 +166,8 @@ def restore_request(
             "SnapshotName": snapshot.name,
         }
     )
+    # backups, maintenance, network type, TLS mode: what the source has and Create* takes
+    common.update(copied_settings(snapshot.kind, snapshot, src, opts.tls, shape.cluster_mode))
     if snapshot.kind == CACHE_CLUSTER:
         return {"CacheClusterId": target, "NumCacheNodes": 1, **common}
     req: dict[str, Any] = {
@@ -225,21 +229,28 @@ def _serverless_request(
     return {**req, **_drop_empty(extra)}
 
 
-def restore_warnings(snapshot: SnapshotInfo, source: CacheRef | None) -> list[str]:
+def restore_warnings(
+    snapshot: SnapshotInfo, source: CacheRef | None, opts: RestoreOptions | None = None
+) -> list[str]:
     """What a restore cannot copy and the operator must redo, said once."""
     if source is not None:
+        out = []
         if source.raw.get("AuthTokenEnabled"):
-            return [
+            out.append(
                 f"{source.name} uses an AUTH token, which AWS never returns: the new cache "
                 "has none until you set one (modify-replication-group --auth-token ...)"
-            ]
-        return []
+            )
+        if snapshot.kind != SERVERLESS:
+            tls = (opts or RestoreOptions()).tls
+            cluster_mode = node_shape(snapshot, source).cluster_mode
+            out += settings_warnings(snapshot.kind, source, tls, cluster_mode)
+        return out
     if snapshot.kind == SERVERLESS:
         missing = ["subnets", "security groups", "user group (RBAC)", "usage limits"]
         missing.append("snapshot retention")
     else:
         missing = ["security groups", "user groups (RBAC)", "in-transit encryption"]
-        missing += ["AUTH token", "Multi-AZ"]
+        missing += ["AUTH token", "Multi-AZ", "network type (IPv4, IPv6, dual-stack)"]
         if not snapshot.raw.get("KmsKeyId"):
             missing.append("at-rest encryption (AWS's default applies)")
     return [
@@ -292,7 +303,7 @@ def restore_snapshot(
         status=status,
         copied_from=source.name if source else None,
         request=request,
-        warnings=restore_warnings(snapshot, source),
+        warnings=restore_warnings(snapshot, source, opts),
     )
 
 

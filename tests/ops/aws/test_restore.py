@@ -17,34 +17,13 @@ from __future__ import annotations
 
 import pytest
 from botocore.stub import ANY
-from helpers.aws import Clock, not_found, stubbed
+from helpers.aws import Clock, not_found, source_found, source_gone, stubbed
 
 from closeup_ops.errors import AwsResourceError
 from closeup_ops.ops.aws import restore
 from closeup_ops.ops.aws import snapshots as ops
 
 KMS = "arn:aws:kms:us-east-1:123456789012:key/1111aaaa-22bb-33cc-44dd-555555eeeeee"
-
-
-def _source_gone(stub, name: str) -> None:
-    not_found(
-        stub,
-        "describe_serverless_caches",
-        "ServerlessCacheNotFoundFault",
-        {"ServerlessCacheName": name},
-    )
-    not_found(
-        stub,
-        "describe_replication_groups",
-        "ReplicationGroupNotFoundFault",
-        {"ReplicationGroupId": name},
-    )
-    not_found(
-        stub,
-        "describe_cache_clusters",
-        "CacheClusterNotFound",
-        {"CacheClusterId": name, "ShowCacheNodeInfo": True},
-    )
 
 
 def _created(stub, expected: dict) -> None:
@@ -90,7 +69,7 @@ CLUSTER_SNAPSHOT = {
 def test_cluster_mode_restore_from_the_snapshot_when_the_source_is_gone():
     ec, stub = stubbed("elasticache")
     snap = ops.from_node_snapshot(CLUSTER_SNAPSHOT)
-    _source_gone(stub, "orders")
+    source_gone(stub, "orders")
     s = CLUSTER_SNAPSHOT
     _created(
         stub,
@@ -167,22 +146,6 @@ def _cluster_source() -> tuple[dict, list[dict]]:
     return group, members
 
 
-def _source_found(stub, group: dict, members: list[dict]) -> None:
-    name = group["ReplicationGroupId"]
-    not_found(
-        stub,
-        "describe_serverless_caches",
-        "ServerlessCacheNotFoundFault",
-        {"ServerlessCacheName": name},
-    )
-    stub.add_response(
-        "describe_replication_groups", {"ReplicationGroups": [group]}, {"ReplicationGroupId": name}
-    )
-    stub.add_response(
-        "describe_cache_clusters", {"CacheClusters": members}, {"ShowCacheNodeInfo": True}
-    )
-
-
 def test_cluster_mode_restore_copies_the_existing_source():
     ec, stub = stubbed("elasticache")
     # an old snapshot: taken before the source moved to valkey 8 and port 7000
@@ -190,7 +153,7 @@ def test_cluster_mode_restore_copies_the_existing_source():
         dict(CLUSTER_SNAPSHOT, Engine="redis", EngineVersion="7.1.0", Port=6379, NumNodeGroups=2)
     )
     group, members = _cluster_source()
-    _source_found(stub, group, members)
+    source_found(stub, group, members)
     _created(
         stub,
         {
@@ -264,7 +227,7 @@ def test_single_node_group_without_replicas_gets_no_multi_az_or_failover():
         "EngineVersion": "7.1.0",
         "CacheParameterGroup": {"CacheParameterGroupName": "default.redis7"},
     }
-    _source_found(stub, group, [member])
+    source_found(stub, group, [member])
     _created(
         stub,
         {
@@ -299,7 +262,7 @@ def test_cache_cluster_restore_keeps_port_and_parameter_group_of_the_snapshot():
             "Port": 6400,
         }
     )
-    _source_gone(stub, "single")
+    source_gone(stub, "single")
     stub.add_response(
         "create_cache_cluster",
         {"CacheCluster": {"CacheClusterId": "single-copy", "CacheClusterStatus": "creating"}},
@@ -387,7 +350,7 @@ def test_a_member_that_failed_to_restore_ends_the_wait_at_the_first_poll():
     group = dict(group, ReplicationGroupId="orders-copy", Status="creating")
     members = [dict(m, CacheClusterStatus="creating") for m in members]
     members[1]["CacheClusterStatus"] = "restore-failed"
-    _source_found(stub, group, members)
+    source_found(stub, group, members)
     clock = Clock()
     with stub, pytest.raises(AwsResourceError) as err:
         restore.wait_cache(ec, "orders-copy", 3600, sleep=clock.sleep, clock=clock)
@@ -424,7 +387,7 @@ def test_a_cache_cluster_in_a_terminal_state_ends_the_wait(status):
 def test_a_cache_that_vanishes_is_not_creating_forever():
     ec, stub = stubbed("elasticache")
     for _ in range(2):
-        _source_gone(stub, "gone")
+        source_gone(stub, "gone")
     clock = Clock()
     with stub, pytest.raises(AwsResourceError) as err:
         restore.wait_cache(ec, "gone", 3600, sleep=clock.sleep, clock=clock)
