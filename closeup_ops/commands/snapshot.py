@@ -47,7 +47,8 @@ def _timeout(value: float) -> float:
 
 
 def _audited(command: str, target: str, call: Any, **details: Any) -> Any:
-    """Run one mutating AWS call and write its one audit line, success or failure."""
+    """Run one mutating AWS call and write its one audit line, success or failure; an
+    answer that says nothing changed (already there) says so in the line."""
     from closeup_ops import audit, errors
 
     try:
@@ -55,7 +56,8 @@ def _audited(command: str, target: str, call: Any, **details: Any) -> Any:
     except Exception as exc:
         audit.record(command, target, f"error: {errors.classify(exc).line()}", **details)
         raise
-    audit.record(command, target, "ok", **details)
+    said = getattr(result, "audit_result", None)
+    audit.record(command, target, said() if callable(said) else "ok", **details)
     return result
 
 
@@ -72,22 +74,31 @@ def create(
         float, typer.Option("--timeout", help="Seconds --wait may take.", metavar="S")
     ] = 1800.0,
 ) -> None:
-    """Snapshot the cache (--cache, or the one REDIS_HOST points at)."""
+    """Snapshot the cache (--cache, or the one REDIS_HOST points at). A snapshot of that
+    name already made of the same cache, or being made, is success: nothing is created."""
     _timeout(timeout)
     from closeup_ops.connect.aws import aws_client, find_cache
     from closeup_ops.ops.aws import snapshots as ops
+    from closeup_ops.ops.aws.snapshot_changes import ensure_snapshot
 
     client = aws_client(settings, "elasticache")
     cache = find_cache(settings, client)
     name = name or ops.default_name(cache.name)
-    snap = _audited(
+    done = _audited(
         "snapshot create",
         cache.name,
-        lambda: ops.create_snapshot(client, cache, name),
+        lambda: ensure_snapshot(client, cache, name),
         snapshot=name,
         kind=cache.kind,
     )
-    output.info(f"snapshot {name} of {cache.kind} {cache.name}: {snap.status}")
+    snap = done.snapshot
+    what = f"snapshot {name} of {cache.kind} {cache.name}"
+    # the creation time: an old snapshot of that name is not a fresh one of today's data
+    output.info(
+        f"{what} {done.already}, created {snap.created or '?'}: nothing created"
+        if done.already
+        else f"{what}: {snap.status}"
+    )
     if wait:
         with output.progress(f"snapshot {name}") as update:
             snap = ops.wait_snapshot(client, snap, timeout, update)
@@ -196,30 +207,65 @@ def delete(
     settings: Settings,
     snapshot: Annotated[str, typer.Argument(help="Snapshot name.")],
     yes: Annotated[bool, typer.Option("--yes", help="Really delete it.")] = False,
+    missing_ok: Annotated[
+        bool,
+        typer.Option(
+            "--missing-ok",
+            help="A snapshot that does not exist is success, not exit 5 (a re-run runbook).",
+        ),
+    ] = False,
     serverless: Kind = None,
 ) -> None:
-    """Delete SNAPSHOT (needs --yes; without it, says what would be deleted)."""
+    """Delete SNAPSHOT (needs --yes; without it, says what would be deleted). One already
+    being deleted is success; one that does not exist is exit 5 unless --missing-ok."""
     from closeup_ops.connect.aws import aws_client
     from closeup_ops.ops.aws import snapshots as ops
+    from closeup_ops.ops.aws.snapshot_changes import DELETING, remove_snapshot
 
     client = aws_client(settings, "elasticache")
-    snap = ops.get_snapshot(client, snapshot, _kind(serverless))
+    snap = ops.find_snapshot(client, snapshot, _kind(serverless))
+    if snap is None:
+        _missing(snapshot, _kind(serverless), yes, missing_ok)
+        return
     what = (
         f"{snap.kind} snapshot {snap.name} of {snap.cache or '?'} "
         f"(status {snap.status}, created {snap.created or '?'})"
     )
-    if not yes:
+    if not yes and snap.status.lower() != DELETING:
         output.info(f"would delete {what}")
         raise UsageError(f"not deleting {snap.name} without --yes", "rerun with --yes to delete it")
-    gone = _audited(
-        "snapshot delete",
-        snap.name,
-        lambda: ops.delete_snapshot(client, snap),
-        kind=snap.kind,
-        cache=snap.cache,
-    )
-    output.info(f"deleting {what}")
-    output.render(gone, _show_one)
+    if yes:
+        done = _audited(
+            "snapshot delete",
+            snap.name,
+            lambda: remove_snapshot(client, snap),
+            kind=snap.kind,
+            cache=snap.cache,
+        )
+    else:  # already being deleted: nothing is sent, so nothing to confirm
+        done = remove_snapshot(client, snap)
+    output.info(f"{what}: {done.already}, nothing changed" if done.already else f"deleting {what}")
+    output.render(done.snapshot, _show_one)
+
+
+def _missing(name: str, kind: str | None, yes: bool, missing_ok: bool) -> None:
+    """No snapshot called `name`. A typo must not look like a deletion: exit 5, unless the
+    caller said that absent is fine (--missing-ok); the audit line then says nothing was
+    there."""
+    from closeup_ops import audit
+    from closeup_ops.ops.aws import snapshots as ops
+
+    if not missing_ok:
+        raise ops.not_found(
+            name,
+            kind,
+            "nothing deleted; check the name with `closeup-ops snapshot list` (a runbook "
+            "step that may run again after it succeeded can pass --missing-ok)",
+        )
+    if yes:
+        audit.record("snapshot delete", name, "ok: not found, nothing changed", kind=kind)
+    output.info(f"no snapshot {name}: nothing to delete (--missing-ok)")
+    output.render(ops.absent(name, kind), _show_one)
 
 
 def _show_one(snap) -> None:

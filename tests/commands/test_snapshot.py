@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from helpers import aws as aws_helpers
-from helpers.aws import stubbed
+from helpers.aws import not_found, stubbed
 
 from closeup_ops import audit
 
@@ -44,10 +44,12 @@ def test_create_default_name_list_and_audit(cli, moto_world, tmp_path):
     assert lines[0]["snapshot"] == snap["name"] and lines[0]["user"] and lines[0]["host"]
 
 
-def test_create_existing_name_exits_5_and_is_audited(cli, moto_world, tmp_path):
+def test_create_a_name_another_cache_has_exits_5_and_is_audited(cli, moto_world, tmp_path):
     assert cli("snapshot", "create", "--cache", "demo", "--name", "dup").code == 0
-    r = cli("snapshot", "create", "--cache", "demo", "--name", "dup")
-    assert r.code == 5 and len(errors_of(r)) == 1 and "AlreadyExists" in r.err
+    r = cli("snapshot", "create", "--cache", "single", "--name", "dup")
+    assert r.code == 5 and len(errors_of(r)) == 1
+    assert "already exists" in r.err and "of replication-group demo" in r.err
+    assert "--name" in r.err  # what to do next
     assert entries(tmp_path)[-1]["result"].startswith("error: ")
 
 
@@ -121,10 +123,21 @@ def _serverless_create(stub):
         {"ServerlessCaches": [serverless_desc("sv")]},
         {"ServerlessCacheName": "sv"},
     )
+    _no_snapshot_yet(stub)
     stub.add_response(
         "create_serverless_cache_snapshot",
         {"ServerlessCacheSnapshot": _snap("creating")},
         {"ServerlessCacheSnapshotName": "s1", "ServerlessCacheName": "sv"},
+    )
+
+
+def _no_snapshot_yet(stub):
+    """create looks for the name first (the serverless namespace: the cache is serverless)."""
+    not_found(
+        stub,
+        "describe_serverless_cache_snapshots",
+        "ServerlessCacheSnapshotNotFoundFault",
+        {"ServerlessCacheSnapshotName": "s1"},
     )
 
 
@@ -176,6 +189,7 @@ def test_quota_exceeded_exits_5(cli, aws_env, monkeypatch):
         {"ServerlessCaches": [serverless_desc("sv")]},
         {"ServerlessCacheName": "sv"},
     )
+    _no_snapshot_yet(stub)
     stub.add_client_error(
         "create_serverless_cache_snapshot",
         service_error_code="ServerlessCacheSnapshotQuotaExceededFault",

@@ -176,10 +176,10 @@ def _serverless_snapshot(client: Any, name: str) -> SnapshotInfo | None:
     return from_serverless_snapshot(found[0]) if found else None
 
 
-def get_snapshot(client: Any, name: str, kind: str | None = None) -> SnapshotInfo:
-    """The snapshot called `name`: node-based (kind "node"), serverless ("serverless"), or
-    either (None). The two kinds live in separate namespaces, so one name can be both: then
-    it is refused (exit 2) rather than guessed. None at all: exit 5."""
+def find_snapshot(client: Any, name: str, kind: str | None = None) -> SnapshotInfo | None:
+    """The snapshot called `name`, or None: node-based (kind "node"), serverless
+    ("serverless"), or either (None). The two kinds live in separate namespaces, so one name
+    can be both: then it is refused (exit 2) rather than guessed."""
     node = _node_snapshot(client, name) if kind in (None, NODE) else None
     serverless = _serverless_snapshot(client, name) if kind in (None, SERVERLESS) else None
     if node is not None and serverless is not None:
@@ -188,14 +188,39 @@ def get_snapshot(client: Any, name: str, kind: str | None = None) -> SnapshotInf
             f"serverless snapshot (of {serverless.cache or '?'})",
             "say which with --node or --serverless",
         )
-    found = node or serverless
+    return node or serverless
+
+
+def not_found(name: str, kind: str | None = None, hint: str = "") -> AwsResourceError:
+    what = {NODE: "node-based snapshot", SERVERLESS: "serverless snapshot"}.get(
+        kind or "", "snapshot"
+    )
+    return AwsResourceError(
+        f"{what} {name!r} not found", hint or "list them with `closeup-ops snapshot list`"
+    )
+
+
+def absent(name: str, kind: str | None = None) -> SnapshotInfo:
+    """A name no snapshot has, shown as one (`snapshot delete --missing-ok`)."""
+    return SnapshotInfo(
+        name=name,
+        kind=kind or "?",
+        cache=None,
+        status="not found",
+        source=None,
+        created=None,
+        engine=None,
+        engine_version=None,
+        node_type=None,
+        arn=None,
+    )
+
+
+def get_snapshot(client: Any, name: str, kind: str | None = None) -> SnapshotInfo:
+    """find_snapshot, but none at all is exit 5."""
+    found = find_snapshot(client, name, kind)
     if found is None:
-        what = {NODE: "node-based snapshot", SERVERLESS: "serverless snapshot"}.get(
-            kind or "", "snapshot"
-        )
-        raise AwsResourceError(
-            f"{what} {name!r} not found", "list them with `closeup-ops snapshot list`"
-        )
+        raise not_found(name, kind)
     return found
 
 
