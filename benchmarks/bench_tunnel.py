@@ -47,12 +47,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 import redis  # noqa: E402
 from helpers.sshd import start_sshd  # noqa: E402
 
-from closeup_ops.local.servers import (  # noqa: E402
-    free_cluster_port,
-    free_port,
-    redis_cli,
-    start_redis,
-)
+from closeup_ops.local.cluster import free_cluster_port  # noqa: E402
+from closeup_ops.local.servers import free_port, redis_cli, start_redis  # noqa: E402
 
 CLOSEUP_OPS = str(Path(sys.executable).with_name("closeup-ops"))
 VALUE = os.urandom(1 << 20)
