@@ -24,6 +24,7 @@ class TunnelInfo:
     cluster: bool
     tls: bool  # to the cache; the local side is always plain TCP
     tls_server_name: str | None
+    tls_verified: bool | None  # None: no TLS; False: --insecure
     proxied: bool
     exports: dict[str, str]
     nodes: list[dict[str, str]] = field(default_factory=list)
@@ -139,6 +140,7 @@ def describe(tun) -> TunnelInfo:
         cluster=tun.cluster,
         tls=s.use_tls,
         tls_server_name=(s.tls_server_name or s.host) if s.use_tls else None,
+        tls_verified=not s.insecure if s.use_tls else None,
         proxied=tun.proxied,
         exports=exports(tun),
         nodes=[{"node": n, "local": lo} for n, lo in tun.nodes()] if tun.proxied else [],
@@ -148,7 +150,12 @@ def describe(tun) -> TunnelInfo:
 
 def _show(info: TunnelInfo) -> None:
     output.line(f"tunnel open: {info.local} -> {info.remote} via {info.bastion}")
-    if info.tls:
+    if info.tls and not info.tls_verified:
+        output.line(
+            "TLS to the cache is NOT verified (--insecure): any certificate is accepted; "
+            "the local side is plain TCP on loopback"
+        )
+    elif info.tls:
         output.line(
             f"TLS to the cache is verified against {info.tls_server_name} (each node's own "
             "name in cluster mode); the local side is plain TCP on loopback"

@@ -3,7 +3,6 @@ for tunnels), IAM tokens, and cluster mode (auto-detected, forced for serverless
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +11,7 @@ import redis
 from redis.cluster import RedisCluster
 from redis.connection import SSLConnection
 
-from closeup_ops import errors
+from closeup_ops import errors, output
 from closeup_ops.errors import UsageError
 from closeup_ops.settings import Settings
 
@@ -66,6 +65,12 @@ class RedisTarget:
             self.client.close()
         except Exception:  # closing is best effort
             pass
+
+
+def warn_insecure() -> None:
+    """The one line said when TLS to the cache skips certificate verification (--insecure):
+    by a direct connection, and once by a tunnel whose proxy does TLS for its clients."""
+    output.warn("--insecure: the server certificate is NOT verified")
 
 
 def connection_kwargs(settings: Settings) -> dict[str, Any]:
@@ -149,9 +154,7 @@ def connect(
         endpoint=settings.endpoint, timeout=settings.timeout, tls=settings.use_tls
     )
     if settings.insecure and settings.use_tls:
-        sys.stderr.write(
-            "closeup-ops: warning: --insecure: the server certificate is NOT verified\n"
-        )
+        warn_insecure()
     kwargs = connection_kwargs(settings)
     cluster = settings.cluster
     if cluster is None and settings.serverless:

@@ -28,12 +28,21 @@ def bastion_env(sshd, **more: str) -> dict[str, str]:
 
 
 class HeldTunnel:
-    """`closeup-ops tunnel --json` in a subprocess: its JSON document, its stderr lines."""
+    """`closeup-ops tunnel --json` in a subprocess: its JSON document, its stderr lines.
+    `text=True`: without --json; `lines` is what it printed up to the export line, and the
+    document holds only the exports read from that line."""
 
-    def __init__(self, env: dict[str, str], *args: str, prefix: list[str] | None = None):
+    def __init__(
+        self,
+        env: dict[str, str],
+        *args: str,
+        prefix: list[str] | None = None,
+        text: bool = False,
+    ):
         full = dict(os.environ, **env)
+        self.lines: list[str] = []
         self.proc = subprocess.Popen(
-            [*(prefix or []), CLOSEUP_OPS, "tunnel", "--json", *args],
+            [*(prefix or []), CLOSEUP_OPS, "tunnel", *([] if text else ["--json"]), *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -42,7 +51,7 @@ class HeldTunnel:
         )
         self.err_lines: list[str] = []
         threading.Thread(target=self._read_err, daemon=True).start()
-        self.doc = self._read_doc()
+        self.doc = self._read_text() if text else self._read_doc()
 
     def _read_err(self) -> None:
         for line in self.proc.stderr:  # type: ignore[union-attr]
@@ -62,6 +71,17 @@ class HeldTunnel:
             except json.JSONDecodeError:
                 continue
         raise AssertionError("no JSON from the tunnel")
+
+    def _read_text(self) -> dict:
+        """Lines up to `export ...`, the last one printed before the tunnel holds."""
+        while True:
+            line = self.proc.stdout.readline()  # type: ignore[union-attr]
+            if not line:
+                self.proc.wait(10)
+                raise AssertionError(f"tunnel exited {self.proc.returncode}: {self.err_lines}")
+            self.lines.append(line.rstrip())
+            if line.startswith("export "):
+                return {"exports": dict(w.split("=", 1) for w in line.split()[1:])}
 
     @property
     def port(self) -> int:

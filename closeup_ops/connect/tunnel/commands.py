@@ -5,6 +5,8 @@ anywhere; the bytes themselves are forwarded untouched by the proxy) and records
 `Pending` the kind of each reply the server will send: NORMAL for almost everything, a
 topology kind for CLUSTER SLOTS/SHARDS/NODES/REPLICAS, a tuple for an EXEC holding one, and
 the mode changes (MULTI, CLIENT REPLY OFF/SKIP/ON, HELLO 2/3, SUBSCRIBE, MONITOR, RESET).
+With `reauth` (the proxy logs in again after a client's RESET) it also says where in the
+bytes fed each RESET ends (`resets`), so the proxy can send its AUTH right there.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from closeup_ops.connect.tunnel.resp import (
     MONITOR,
     NODES,
     NORMAL,
+    REAUTH,
     RESET,
     SHARDS,
     SLOTS,
@@ -34,6 +37,7 @@ _WANT_ARGS = frozenset((b"CLUSTER", b"CLIENT", b"HELLO"))  # verbs whose next wo
 _SPECIAL = _WANT_ARGS | _SUBSCRIBE | _UNSUBSCRIBE | _NOT_QUEUED_IN_MULTI | {b"MONITOR"}
 _SHORT_ARG = 64  # a longer argument is a value, never a verb: not captured
 _MAX_HOLD = 1 << 20  # an unfinished header line longer than this is not RESP
+_MAX_CARRY = 1 << 20  # bytes kept for _Cuts before the Python scanner walks them
 
 
 class CommandScanner:
@@ -45,8 +49,12 @@ class CommandScanner:
     keeps a long argument in memory until it is whole (the bytes themselves are forwarded
     as they arrive, so this costs memory, not latency). The Python loop skips it by length."""
 
-    def __init__(self, pending: Pending, use_hiredis: bool = True) -> None:
+    def __init__(self, pending: Pending, use_hiredis: bool = True, reauth: bool = False) -> None:
         self.pending = pending
+        self.reauth = reauth
+        self.resets: list[int] = []  # with reauth: offsets just past each RESET in the last feed
+        self._cut = 0  # RESETs recorded and not yet placed in `resets`
+        self._cuts: _Cuts | None = None
         self._reader: Any = None
         self._first = use_hiredis
         self.protocol = 2
@@ -58,6 +66,8 @@ class CommandScanner:
         self._skip = 0  # bytes of a long argument still to come
 
     def feed(self, data: bytes) -> None:
+        if self.resets:
+            self.resets = []
         if self._first:
             self._first = False
             if data[:1] == b"*":
@@ -67,9 +77,11 @@ class CommandScanner:
                     pass
                 else:
                     self._reader = hiredis.Reader()
+                    self._cuts = _Cuts() if self.reauth else None
         if self._reader is not None:
             self._feed_reader(data)
             return
+        held = len(self._hold)  # bytes of an earlier chunk in front of this one
         if self._hold:
             data = self._hold + data
             self._hold = b""
@@ -92,6 +104,9 @@ class CommandScanner:
                     self.pending.tail += normal
                     normal = 0
                     self._record(words, len(words))
+                    if self._cut:
+                        self._cut = 0
+                        self.resets.append(pos - held)
                     plain = self.multi is None and not self.reply_off and not self.skip_next
                 continue
             # the common case, flat: `*argc`, the verb, then skip the other arguments
@@ -138,6 +153,9 @@ class CommandScanner:
             if end < 0:
                 break  # wait for the words that matter
             pos = end
+            if self._cut:
+                self._cut = 0
+                self.resets.append(pos - held)
             plain = self.multi is None and not self.reply_off and not self.skip_next
         self.pending.tail += normal
         if self._skip:
@@ -177,6 +195,11 @@ class CommandScanner:
             self._record(words, len(command))
             plain = self.multi is None and not self.reply_off and not self.skip_next
         pending.tail += normal
+        if self._cuts is not None:
+            found, self._cut = self._cut, 0
+            self.resets = self._cuts.feed(data, found, reader.has_data())
+            if len(self.resets) != found:
+                raise ValueError("RESET not found where hiredis read it")
 
     def _long_verb(self, argc: int, missing: int) -> None:
         """A first word too long to be a verb, still arriving: a plain command (an error)."""
@@ -243,6 +266,9 @@ class CommandScanner:
     def _record(self, args: list[bytes], argc: int) -> None:
         pending = self.pending
         name = args[0].upper()
+        if name == b"RESET" and argc == 1:
+            self._reset()
+            return
         sub = args[1].upper() if len(args) > 1 else b""
         if name == b"CLIENT" and sub == b"REPLY" and len(args) > 2:
             mode = args[2].upper()
@@ -293,7 +319,53 @@ class CommandScanner:
             return MONITOR
         if name == b"HELLO" and sub in (b"2", b"3"):
             self.protocol = int(sub)  # optimistic: a refused HELLO is rare
-        elif name == b"RESET":
-            self.protocol, self.multi, self.reply_off, self.skip_next = 2, None, False, False
-            return RESET
-        return NORMAL
+        return NORMAL  # RESET with arguments too: an error, nothing reset
+
+    def _reset(self) -> None:
+        """RESET runs at once (inside MULTI too), back to RESP2 with CLIENT REPLY ON, and
+        answers +RESET unless a CLIENT REPLY SKIP was for it (the server clears OFF before
+        replying, but not a SKIP already in force). With `reauth` the proxy's AUTH follows
+        it, and that reply is the proxy's."""
+        silent = self.skip_next
+        self.protocol, self.multi, self.reply_off, self.skip_next = 2, None, False, False
+        if not silent:
+            self.pending.add(RESET)
+        if self.reauth:
+            self.pending.add(REAUTH)
+            self._cut += 1
+
+
+class _Cuts:
+    """Where each RESET ends in the bytes hiredis reads (it does not say where a command
+    ends). The bytes since the last point where hiredis held no partial command are kept
+    and walked with the Python scanner only when a RESET shows up, or when they pile up
+    (then the walker goes on from there, keeping no more than a header line)."""
+
+    def __init__(self) -> None:
+        self.walker: CommandScanner | None = None  # in step with the start of `carry`
+        self.carry: list[bytes] = []
+        self.size = 0
+
+    def feed(self, data: bytes, found: int, partial: bool) -> list[int]:
+        cuts: list[int] = []
+        if found:
+            walker = self._catch_up()
+            walker.feed(data)
+            cuts = walker.resets
+        elif partial:
+            self.carry.append(data)
+            self.size += len(data)
+            if self.size > _MAX_CARRY:
+                self._catch_up()
+        if not partial:  # a command boundary: the next chunk starts a command
+            self.walker, self.carry, self.size = None, [], 0
+        return cuts
+
+    def _catch_up(self) -> CommandScanner:
+        if self.walker is None:
+            self.walker = CommandScanner(Pending(), use_hiredis=False, reauth=True)
+        for chunk in self.carry:
+            self.walker.feed(chunk)
+        self.walker.pending.clear()
+        self.carry, self.size = [], 0
+        return self.walker

@@ -14,15 +14,11 @@ from typing import Any
 
 LOCAL = "127.0.0.1"
 CLUSTER_HINT = "cluster mode: use a cluster client (redis-cli -c, RedisCluster, ...)"
-# What a child of `tunnel -- CMD` must not inherit when the tunnel speaks TLS and AUTH
-# upstream for it: the local side is plain TCP with no credentials needed.
-UPSTREAM_ONLY = (
-    "REDIS_PASSWORD",
-    "REDIS_USERNAME",
-    "REDIS_IAM_AUTH",
-    "REDIS_CA_CERT",
-    "REDIS_TLS_SERVER_NAME",
-)
+# What a child of `tunnel -- CMD` must not inherit behind the proxy, which speaks TLS
+# upstream (the local side is plain TCP) and, when the tunnel holds them, sends the
+# credentials (none are needed locally; without them the client's own AUTH passes through).
+UPSTREAM_TLS = ("REDIS_CA_CERT", "REDIS_TLS_SERVER_NAME")
+UPSTREAM_AUTH = ("REDIS_PASSWORD", "REDIS_USERNAME", "REDIS_IAM_AUTH")
 
 
 @dataclass(frozen=True)
@@ -83,14 +79,16 @@ def exports(tunnel: Any) -> dict[str, str]:
 
 def child_env(tunnel: Any, base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for `tunnel -- CMD`: REDIS_* pointed at the tunnel. Behind the proxy
-    the child needs no credentials or TLS settings (and gets none: the tunnel does both)."""
+    the child needs no TLS settings, nor credentials the tunnel holds (and gets none: the
+    tunnel does both); it keeps its own when the tunnel has none (they pass through)."""
     env = dict(os.environ if base is None else base)
     env.pop("BASTION_HOST", None)
     env.pop("CLOSEUP_OPS_ADDRESS_MAP", None)  # set by closeup-ops before the proxy existed
     if tunnel.proxied:
-        for var in UPSTREAM_ONLY:
+        s = tunnel.settings
+        for var in UPSTREAM_TLS + (UPSTREAM_AUTH if s.password or s.iam_auth else ()):
             env.pop(var, None)
-        if tunnel.settings.iam_auth:
+        if s.iam_auth:
             env["REDIS_IAM_AUTH"] = "false"  # beats a REDIS_IAM_AUTH=true in a .env file
     env.update(exports(tunnel))
     return env

@@ -17,7 +17,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from closeup_ops.connect.tunnel.links import TLS_HINT, Client, Dial, Upstream
+from closeup_ops.connect.tunnel.links import TLS_HINT, Client, Dial
+from closeup_ops.connect.tunnel.upstream import Upstream
 
 log = logging.getLogger("closeup_ops.tunnel.proxy")
 

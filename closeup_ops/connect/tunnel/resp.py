@@ -20,7 +20,8 @@ ATTRIBUTE = ord("|")
 ERROR_TYPES = frozenset(b"-!")
 
 # What a reply answers (an int), or a tuple of kinds for an EXEC holding those replies.
-NORMAL, SLOTS, SHARDS, NODES, MONITOR, SUBSCRIBE, RESET = range(7)
+# REAUTH: the reply to the proxy's own AUTH after a client's RESET (the client never sees it).
+NORMAL, SLOTS, SHARDS, NODES, MONITOR, SUBSCRIBE, RESET, REAUTH = range(8)
 TOPOLOGY = frozenset((SLOTS, SHARDS, NODES))
 Kind = Union[int, tuple]
 

@@ -3,7 +3,8 @@
 The `ReplyScanner` walks the server's bytes, takes one kind per reply from `Pending`
 (filled by commands.py) and returns what to send to the client: the very bytes received,
 except topology answers (handed whole to `rewrite`) and `-MOVED`/`-ASK` lines (handed to
-`redirect`). It only looks at header lines and skips payloads by length, so a large value
+`redirect`; the reply to the proxy's own AUTH after a RESET is handed to `reauthed` and not
+passed on). It only looks at header lines and skips payloads by length, so a large value
 streams and nothing else is copied or decoded; runs of small replies (a pipeline) are
 taken a few C calls at a time. The loop is written flat (locals, no per-element calls) on
 purpose.
@@ -19,6 +20,7 @@ from closeup_ops.connect.tunnel.resp import (
     CRLF,
     MONITOR,
     NORMAL,
+    REAUTH,
     RESET,
     SUBSCRIBE,
     Kind,
@@ -58,16 +60,23 @@ def _run_end(data: bytes, pos: int, t: int) -> tuple[int, int]:
 _MAX_HOLD = 1 << 20  # an unfinished header line longer than this is not RESP
 
 
+def _whole(kind: Kind) -> bool:
+    """A reply taken whole before it is passed on: a topology answer, or our AUTH's."""
+    return kind == REAUTH or needs_rewrite(kind)
+
+
 class ReplyScanner:
     def __init__(
         self,
         pending: Pending,
         rewrite: Callable[[Kind, bytes], bytes],
         redirect: Callable[[bytes], bytes],
+        reauthed: Callable[[bytes], None] = lambda reply: None,
     ) -> None:
         self.pending = pending
         self.rewrite = rewrite
         self.redirect = redirect
+        self.reauthed = reauthed
         # Stream mode (after MONITOR, or a RESP2 SUBSCRIBE): replies cannot be paired with
         # requests (messages come unasked). Only (P|S)(UN)SUBSCRIBE, PING, QUIT and RESET are
         # accepted there, and MONITOR accepts nothing but RESET/QUIT, so no topology answer
@@ -90,7 +99,7 @@ class ReplyScanner:
         pending = self.pending
         specials = pending.specials
         todo, skip = self._todo, self._skip
-        whole = todo == 1 and self._kind != NORMAL and needs_rewrite(self._kind)
+        whole = todo == 1 and self._kind != NORMAL and _whole(self._kind)
         while True:
             if skip:
                 if n - pos < skip:
@@ -122,15 +131,18 @@ class ReplyScanner:
                         else:
                             specials.popleft()
                             self._kind, self._top = head[1], t
-                            whole = needs_rewrite(head[1])
+                            whole = _whole(head[1])
                     elif pending.tail:
                         pending.tail -= 1
-            if whole:  # a topology answer: rewritten whole (they are small)
+            if whole:  # a topology answer: rewritten whole (they are small); our AUTH's: kept
                 end = frame_end(data, pos)
                 if end < 0:
                     break  # wait for the rest (held below)
                 out.append(data[start:pos])
-                out.append(self.rewrite(self._kind, data[pos:end]))
+                if self._kind == REAUTH:
+                    self.reauthed(data[pos:end])
+                else:
+                    out.append(self.rewrite(self._kind, data[pos:end]))
                 start = pos = end
                 todo, whole, self._kind = 0, False, NORMAL
                 continue
@@ -169,7 +181,7 @@ class ReplyScanner:
         self._todo, self._skip = todo, skip
         if pos < n:
             self._hold = data[pos:]
-            if len(self._hold) > _MAX_HOLD and not needs_rewrite(self._kind):
+            if len(self._hold) > _MAX_HOLD and not _whole(self._kind):
                 raise ValueError("not RESP: an endless header line")
         if not out and start == 0 and pos == n:
             return [data]

@@ -7,11 +7,13 @@ forwarder where `ssh` is missing (engines.py; numbers in benchmarks/RESULTS.md, 
 
 Two shapes:
 - a plain (no TLS) standalone cache gets a plain forward (`ssh -L`), as fast as ssh;
-- a cluster-mode cache (detected, or serverless by name) or any TLS cache gets the proxy
+- a cluster-mode cache (detected, or serverless by name), any TLS cache, or one whose mode
+  cannot be asked (it wants AUTH and the tunnel has no credentials) gets the proxy
   (proxy.py): local plain-TCP listeners on loopback, one per node, every node address in
   CLUSTER SLOTS/SHARDS/NODES and MOVED/ASK rewritten to them, TLS verified against the real
-  names and AUTH (password or a fresh IAM token) done upstream. Any RESP client works
-  unchanged. Its upstream connections are dialled through the engine (dial.py).
+  names (not at all with --insecure, said once on stderr) and AUTH (password or a fresh IAM
+  token) done upstream. Any RESP client works unchanged. Its upstream connections are
+  dialled through the engine (dial.py).
 """
 
 from __future__ import annotations
@@ -114,6 +116,10 @@ class Tunnel:
         """Start the engine with the host key `check` verified, then the plain forward or
         the proxy."""
         s = self.settings
+        if s.use_tls and s.insecure:
+            from closeup_ops.connect.redis import warn_insecure
+
+            warn_insecure()  # once: the proxy's every upstream connection skips the check
         cluster = s.cluster if s.cluster is not None else (True if s.serverless else None)
         proxied = s.use_tls or cluster is True
         entry = Forward(s.host, s.port, self.local_port, self.bind)
@@ -126,13 +132,16 @@ class Tunnel:
             # Through the dialer: says a wrong password or certificate now, and whether
             # the cache runs in cluster mode when the settings do not say.
             detected = self._ask_cache(ask_cluster=cluster is None)
-            rewrite = detected is None and proxied
+            # Unknown: the proxy, rewriting node addresses in case it is a cluster (a plain
+            # forward would hand a cluster client addresses only the bastion reaches); the
+            # client's own AUTH passes through it.
+            rewrite = cluster is None and detected is None
             cluster = cluster if cluster is not None else detected
         self.cluster = bool(cluster)
-        if self.cluster and not proxied:
+        if (self.cluster or rewrite) and self.forwards:
             self.forwards = []
             self.engine.set_forwards([])  # frees the local port for the proxy
-        if self.cluster or proxied:
+        if self.cluster or proxied or rewrite:
             self._start_proxy(rewrite)
         self.opened = True
         return self
@@ -260,22 +269,18 @@ class Tunnel:
 
 def upstream_for(settings: Settings) -> Any:
     """How the proxy reaches the cache: TLS per the settings, AUTH with the settings' user
-    and password, or a fresh IAM token per upstream connection."""
+    and password, or a fresh IAM token per upstream connection (and after a RESET); no
+    password at all when the tunnel has no credentials (the client's AUTH passes through)."""
     from closeup_ops.connect.tunnel.proxy import Upstream
 
+    password: Callable[[], str | None] | None = None
     if settings.iam_auth:
         from closeup_ops.connect.iam import iam_provider
 
         provider = iam_provider(settings)  # one botocore session; a token per call
-
-        def password() -> str | None:
-            return provider.token()
-
-    else:
-        secret = settings.password
-
-        def password() -> str | None:
-            return secret.reveal() if secret else None
+        password = provider.token
+    elif settings.password:
+        password = settings.password.reveal
 
     return Upstream(
         tls=settings.use_tls,

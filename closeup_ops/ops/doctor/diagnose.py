@@ -287,14 +287,20 @@ def _open_tunnel(settings: Settings, stack: ExitStack, add: Callable[[Check], No
         for name, _run, _needs in STEPS:
             add(Check(name, SKIP, "skipped: needs the tunnel check to pass"))
         return None
-    add(Check("tunnel", OK, _tunnel_evidence(settings, local)))
+    if settings.insecure and settings.use_tls:
+        fix = "drop --insecure and set REDIS_CA_CERT to the CA bundle"
+        add(Check("tunnel", WARN, _tunnel_evidence(settings, local), fix))
+    else:
+        add(Check("tunnel", OK, _tunnel_evidence(settings, local)))
     return local
 
 
 def _tunnel_evidence(settings: Settings, local: Settings) -> str:
     """What the tunnel took over: the checks after it see only its plain local side."""
     said = f"through {settings.bastion_host}: {local.endpoint} -> {settings.endpoint}"
-    if settings.use_tls and not local.use_tls:
+    if settings.use_tls and not local.use_tls and settings.insecure:
+        said += "; TLS to the cache by the tunnel, --insecure: the certificate is NOT verified"
+    elif settings.use_tls and not local.use_tls:
         said += f"; TLS to the cache verified by the tunnel for {settings.server_name}"
     if (settings.password or settings.iam_auth) and not (local.password or local.iam_auth):
         how = "an IAM token" if settings.iam_auth else "the password"

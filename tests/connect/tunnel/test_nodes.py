@@ -137,7 +137,7 @@ def test_upstream_takes_the_settings_credentials_and_tls():
     assert up.tls is True and up.username == "app" and up.password() == "pw-8f1"
     assert up.server_name is None  # each node is verified against its own name
     plain = upstream_for(Settings(host="10.0.0.5", tls=True, tls_server_name="c.example"))
-    assert plain.server_name == "c.example" and plain.password() is None
+    assert plain.server_name == "c.example" and plain.password is None  # nothing to send
 
 
 def test_iam_upstream_signs_a_token_per_connection(monkeypatch):
@@ -168,6 +168,16 @@ def test_plain_forward_keeps_the_apps_own_settings():
     env = child_env(t, base={"REDIS_PASSWORD": "app-own"})
     assert env["REDIS_PASSWORD"] == "app-own"  # passed through the forward as before
     assert "REDIS_CLUSTER" not in env
+
+
+def test_proxy_without_credentials_leaves_the_apps_own_auth_to_it():
+    # cluster mode unknown (the cache wants AUTH the tunnel lacks): proxied, and the app's
+    # own AUTH passes through, so its credentials stay; TLS is still the tunnel's business
+    s = Settings(host="10.0.0.5", port=6380, tls=True, username="app")
+    base = {"REDIS_PASSWORD": "app-own", "REDIS_USERNAME": "app", "REDIS_CA_CERT": "/ca.pem"}
+    env = child_env(tunnel_for(s), base=base)
+    assert env["REDIS_PASSWORD"] == "app-own" and env["REDIS_USERNAME"] == "app"
+    assert "REDIS_CA_CERT" not in env and env["REDIS_TLS"] == "false"
 
 
 def test_choose_local_port_says_when_the_cache_port_is_taken():

@@ -151,3 +151,17 @@ def test_the_clients_own_auth_and_hello_auth_pass_through(cluster, protocol):
         assert px.errors == []
     finally:
         px.close()
+
+
+def test_after_a_reset_the_proxy_logs_in_again_as_its_user(cluster):
+    px = open_proxy(NameDial(NAMES), upstream(cluster, username=USER, password=lambda: SECRET))
+    try:
+        conn = redis.Connection(port=px.add(NAMES[0], cluster.nodes[0].port), socket_timeout=10)
+        conn.send_command("RESET")
+        assert conn.read_response() == b"RESET"
+        conn.send_command("ACL", "WHOAMI")  # `default` is off: -NOAUTH unless logged in
+        assert conn.read_response() == USER.encode()
+        conn.disconnect()
+        assert px.errors == []
+    finally:
+        px.close()
