@@ -12,7 +12,9 @@ processes, the order rotating; medians over the rounds are compared with ssh -L'
   ssh -L        OpenSSH `ssh -N -L` to the node (the anchor)
   closeup-ops   `closeup-ops tunnel` (the console script, as a user runs it): the proxy,
                 dialling through the OpenSSH engine's dynamic forward
-  co-paramiko   the same with CLOSEUP_OPS_TUNNEL_ENGINE=paramiko (no `ssh` installed)
+  co-auth       the same, the tunnel holding an ACL user's password (REDIS_USERNAME /
+                REDIS_PASSWORD): it logs each upstream connection in, clients send no AUTH
+  co-paramiko   the same as closeup-ops with CLOSEUP_OPS_TUNNEL_ENGINE=paramiko (no `ssh`)
   proxy-only    the proxy alone, dialling the node with plain TCP: no SSH (reference: what
                 the proxy itself costs)
   direct        no tunnel (reference)
@@ -52,7 +54,10 @@ from closeup_ops.local.servers import free_port, redis_cli, start_redis  # noqa:
 
 CLOSEUP_OPS = str(Path(sys.executable).with_name("closeup-ops"))
 VALUE = os.urandom(1 << 20)
-SIDES = ("ssh -L", "closeup-ops", "co-paramiko", "proxy-only", "direct")
+SIDES = ("ssh -L", "closeup-ops", "co-auth", "co-paramiko", "proxy-only", "direct")
+# co-auth: the tunnel holds an ACL user's credentials and logs every upstream connection in
+# (the serverless case: clients send no AUTH), which also arms its re-login after RESET
+AUTH_USER, AUTH_PASSWORD = "bench", "bench-pw-t5"
 PROXY_ONLY = """
 import signal, socket, sys, threading
 from closeup_ops.connect.tunnel.proxy import NodeProxy, Upstream
@@ -148,9 +153,16 @@ def start_side(side: str, sshd, redis_port: int, local: int, log: Path) -> subpr
             "-L", f"127.0.0.1:{local}:127.0.0.1:{redis_port}", f"{sshd.user}@127.0.0.1",
         ]  # fmt: skip
         env = dict(os.environ)
-    elif side in ("closeup-ops", "co-paramiko"):
+    elif side in ("closeup-ops", "co-paramiko", "co-auth"):
         engine = "paramiko" if side == "co-paramiko" else "openssh"
-        env = tunnel_env(sshd, "127.0.0.1", redis_port, CLOSEUP_OPS_TUNNEL_ENGINE=engine)
+        more = {"REDIS_USERNAME": AUTH_USER, "REDIS_PASSWORD": AUTH_PASSWORD}
+        env = tunnel_env(
+            sshd,
+            "127.0.0.1",
+            redis_port,
+            CLOSEUP_OPS_TUNNEL_ENGINE=engine,
+            **(more if side == "co-auth" else {}),
+        )
         cmd = [CLOSEUP_OPS, "tunnel", "--json", "--local-port", str(local)]
     elif side == "proxy-only":
         env = dict(os.environ)
@@ -181,6 +193,8 @@ def loopback(args) -> dict[str, list[dict[str, float]]]:
     results: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
     try:
         redis_cli(server, "CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+        acl = ["ACL", "SETUSER", AUTH_USER, "on", f">{AUTH_PASSWORD}", "~*", "&*", "+@all"]
+        redis_cli(server, *acl)
         deadline = time.monotonic() + 30
         while "cluster_state:ok" not in redis_cli(server, "CLUSTER", "INFO"):
             if time.monotonic() > deadline:
@@ -194,6 +208,9 @@ def loopback(args) -> dict[str, list[dict[str, float]]]:
                 proc = start_side(side, sshd, server.port, local, work / "forwarders.log")
                 try:
                     wait_port(local, proc)
+                    if side == "co-auth":  # the tunnel's login, not the default user
+                        who = redis.Redis(port=local, socket_timeout=30).acl_whoami()
+                        assert who == AUTH_USER, f"co-auth runs as {who!r}"
                     results[side].append(measure(local, args.pings, args.gets, args.requests))
                 finally:
                     stop_side(proc)

@@ -123,8 +123,11 @@ class Tunnel:
         cluster = s.cluster if s.cluster is not None else (True if s.serverless else None)
         proxied = s.use_tls or cluster is True
         entry = Forward(s.host, s.port, self.local_port, self.bind)
-        # A likely plain standalone cache gets its -L at once (no restart when it is one).
-        self.forwards = [] if proxied else [entry]
+        # The local port answers only once it does what the tunnel says: a known plain
+        # standalone cache gets its -L at once; an unknown one only after asking (a client
+        # that connected early to a -L meant for a standalone cache would keep a forward
+        # with no AUTH and no address rewriting if the cache turned out to be a cluster).
+        self.forwards = [entry] if cluster is False and not proxied else []
         self.engine = make_engine(self.bastion, host_key, self.forwards, dynamic=True)
         self.engine.start()
         rewrite = False  # cluster mode unknown (no credentials to ask): rewrite if it is
@@ -138,11 +141,11 @@ class Tunnel:
             rewrite = cluster is None and detected is None
             cluster = cluster if cluster is not None else detected
         self.cluster = bool(cluster)
-        if (self.cluster or rewrite) and self.forwards:
-            self.forwards = []
-            self.engine.set_forwards([])  # frees the local port for the proxy
         if self.cluster or proxied or rewrite:
             self._start_proxy(rewrite)
+        elif not self.forwards:  # asked: a plain standalone cache, now its -L
+            self.forwards = [entry]
+            self.engine.set_forwards(self.forwards)
         self.opened = True
         return self
 
