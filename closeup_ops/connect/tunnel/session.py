@@ -58,6 +58,9 @@ class Tunnel:
     engine: Any = None  # engines.OpenSshForwards or engines.ParamikoForwards
     reconnects: int = 0
     announce_nodes: bool = True  # say each node the proxy starts serving after open()
+    # Only this process connects, and only after open() (--via-bastion, doctor): a likely
+    # plain forward may listen while the cluster mode is asked, saving an ssh restart.
+    private: bool = False
     opened: bool = False
     # Set by close(): a reconnect in another thread (the --via-bastion watcher) stops
     # waiting and starts nothing more.
@@ -126,8 +129,10 @@ class Tunnel:
         # The local port answers only once it does what the tunnel says: a known plain
         # standalone cache gets its -L at once; an unknown one only after asking (a client
         # that connected early to a -L meant for a standalone cache would keep a forward
-        # with no AUTH and no address rewriting if the cache turned out to be a cluster).
-        self.forwards = [entry] if cluster is False and not proxied else []
+        # with no AUTH and no address rewriting if the cache turned out to be a cluster),
+        # unless no other client can connect before open() returns (private).
+        early = cluster is False or (cluster is None and self.private)
+        self.forwards = [entry] if early and not proxied else []
         self.engine = make_engine(self.bastion, host_key, self.forwards, dynamic=True)
         self.engine.start()
         rewrite = False  # cluster mode unknown (no credentials to ask): rewrite if it is
@@ -141,6 +146,9 @@ class Tunnel:
             rewrite = cluster is None and detected is None
             cluster = cluster if cluster is not None else detected
         self.cluster = bool(cluster)
+        if (self.cluster or rewrite) and self.forwards:
+            self.forwards = []
+            self.engine.set_forwards([])  # frees the local port for the proxy
         if self.cluster or proxied or rewrite:
             self._start_proxy(rewrite)
         elif not self.forwards:  # asked: a plain standalone cache, now its -L
@@ -328,6 +336,7 @@ def open_tunnel(
     announce: Callable[[str], None] = output.info,
     bind: str = LOCAL,
     announce_nodes: bool = True,
+    private: bool = False,
 ) -> Tunnel:
     bastion = bastion_from(settings, known_hosts, accept_new)
     errors.CONTEXT["bastion"] = bastion.where
@@ -336,7 +345,15 @@ def open_tunnel(
     # The bastion first: its errors are the likely ones, and say nothing of local ports.
     host_key = check(bastion, probe=(settings.host, settings.port))
     port = choose_local_port(settings, local_port, announce, bind)
-    tunnel = Tunnel(settings, bastion, port, announce, bind=bind, announce_nodes=announce_nodes)
+    tunnel = Tunnel(
+        settings,
+        bastion,
+        port,
+        announce,
+        bind=bind,
+        announce_nodes=announce_nodes,
+        private=private,
+    )
     try:
         return tunnel.open(host_key)
     except BaseException:
@@ -368,7 +385,7 @@ def tunnelled(settings: Settings) -> Iterator[tuple[Settings, Any]]:
     built from the settings follows cluster redirects."""
     # Drops and reconnects are said on stderr (as warnings), --json or not.
     tunnel = open_tunnel(
-        settings, local_port=free_port(), announce=output.warn, announce_nodes=False
+        settings, local_port=free_port(), announce=output.warn, announce_nodes=False, private=True
     )
     watcher = _Watcher(tunnel)
     watcher.start()
