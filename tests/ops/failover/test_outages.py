@@ -226,8 +226,11 @@ def test_cluster_primary_killed_trigger_none_follows_the_promotion(cli, own_clus
     r = cli(
         "failover-test",
         "--json",
+        # The kill must land while the probe runs: the outage script first waits for 10
+        # probe writes and the replica to catch up, which took over 3 s once on a loaded
+        # 2-core CI machine (the probe had ended; the victim was killed after it).
         "--duration",
-        "3",
+        "8",
         "--recovery-timeout",
         "20",
         env=server_env(next(n for n in own_cluster.nodes if n.alive())),
