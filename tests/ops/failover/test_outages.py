@@ -39,8 +39,8 @@ def test_injected_outage_downtime_matches(cli, pair, health_server):
     r = cli(
         "failover-test",
         "--json",
-        "--duration",
-        "3.5",
+        "--duration",  # room for the outage script to start late on a loaded machine
+        "6",
         "--recovery-timeout",
         "10",
         "--max-downtime",
@@ -116,8 +116,8 @@ def test_deterministic_loss_counts_acknowledged_writes_gone(cli, pair_via_repl_p
     r = cli(
         "failover-test",
         "--json",
-        "--duration",
-        "4",
+        "--duration",  # room for the outage script to start late on a loaded machine
+        "6",
         "--max-lost",
         "0",
         "--max-downtime",
