@@ -3,7 +3,8 @@
 `CommandScanner` reads the client's byte stream (RESP arrays and inline commands, split
 anywhere; the bytes themselves are forwarded untouched by the proxy) and records in
 `Pending` the kind of each reply the server will send: NORMAL for almost everything, a
-topology kind for CLUSTER SLOTS/SHARDS/NODES/REPLICAS, a tuple for an EXEC holding one, and
+topology kind for CLUSTER SLOTS/SHARDS/NODES/REPLICAS, ROLE and INFO (when its reply holds
+the replication section), a tuple for an EXEC holding one, and
 the mode changes (MULTI, CLIENT REPLY OFF/SKIP/ON, HELLO 2/3, SUBSCRIBE, MONITOR, RESET).
 With `reauth` (the proxy logs in again after a client's RESET) it also says where in the
 bytes fed each RESET ends (`resets`), so the proxy can send its AUTH right there.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from closeup_ops.connect.tunnel.replication import MAX_INFO_WORDS, info_kind
 from closeup_ops.connect.tunnel.resp import (
     CRLF,
     MONITOR,
@@ -20,6 +22,7 @@ from closeup_ops.connect.tunnel.resp import (
     NORMAL,
     REAUTH,
     RESET,
+    ROLE,
     SHARDS,
     SLOTS,
     SUBSCRIBE,
@@ -35,6 +38,7 @@ _UNSUBSCRIBE = frozenset((b"UNSUBSCRIBE", b"PUNSUBSCRIBE", b"SUNSUBSCRIBE"))
 _NOT_QUEUED_IN_MULTI = frozenset((b"EXEC", b"DISCARD", b"MULTI", b"WATCH", b"QUIT", b"RESET"))
 _WANT_ARGS = frozenset((b"CLUSTER", b"CLIENT", b"HELLO"))  # verbs whose next words matter
 _SPECIAL = _WANT_ARGS | _SUBSCRIBE | _UNSUBSCRIBE | _NOT_QUEUED_IN_MULTI | {b"MONITOR"}
+_SPECIAL |= {b"ROLE", b"INFO"}  # replies that may name other nodes (replication.py)
 _SHORT_ARG = 64  # a longer argument is a value, never a verb: not captured
 _MAX_HOLD = 1 << 20  # an unfinished header line longer than this is not RESP
 _MAX_CARRY = 1 << 20  # bytes kept for _Cuts before the Python scanner walks them
@@ -191,7 +195,8 @@ class CommandScanner:
                 continue
             pending.tail += normal
             normal = 0
-            words = [w if type(w) is bytes and len(w) <= _SHORT_ARG else b"" for w in command[:3]]
+            head = command[:MAX_INFO_WORDS] if name == b"INFO" else command[:3]
+            words = [w if type(w) is bytes and len(w) <= _SHORT_ARG else b"" for w in head]
             self._record(words, len(command))
             plain = self.multi is None and not self.reply_off and not self.skip_next
         pending.tail += normal
@@ -228,6 +233,8 @@ class CommandScanner:
                 args.append(data[eol + 2 : end - 2])
                 if not i and argc > 1 and args[0].upper() in _WANT_ARGS:
                     want = min(argc, 3)
+                elif not i and argc > 1 and args[0].upper() == b"INFO":
+                    want = min(argc, MAX_INFO_WORDS)
             else:
                 if i < want:
                     args.append(b"")  # a long word is a value, never a verb
@@ -286,7 +293,7 @@ class CommandScanner:
             self.skip_next = False
             return
         if self.multi is not None and name not in _NOT_QUEUED_IN_MULTI:
-            self.multi.append(self._kind(name, sub, argc))
+            self.multi.append(self._kind(name, sub, argc, args))
             pending.add(NORMAL)  # +QUEUED (or an error)
             return
         if name == b"EXEC" and self.multi is not None:
@@ -302,13 +309,17 @@ class CommandScanner:
             if self.protocol == 2:  # one reply per channel (a push in RESP3)
                 pending.add(NORMAL, max(1, argc - 1))
             return
-        kind = self._kind(name, sub, argc)
+        kind = self._kind(name, sub, argc, args)
         if kind is not None:
             pending.add(kind)
 
-    def _kind(self, name: bytes, sub: bytes, argc: int) -> Kind | None:
+    def _kind(self, name: bytes, sub: bytes, argc: int, args: list[bytes]) -> Kind | None:
         if name == b"CLUSTER":
             return _CLUSTER_KINDS.get(sub, NORMAL)
+        if name == b"ROLE":
+            return ROLE if argc == 1 else NORMAL  # with arguments: an error
+        if name == b"INFO":
+            return info_kind(args, argc)
         if name in _SUBSCRIBE:
             if argc < 2:
                 return NORMAL  # an error

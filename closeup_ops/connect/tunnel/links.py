@@ -3,9 +3,10 @@ Protocols, used by proxy.NodeProxy on its event-loop thread).
 
 The upstream side is dialed on a helper thread (the dialer blocks: SSH), wrapped in TLS
 verified against the node's name, authenticated when the tunnel holds credentials; then
-bytes flow both ways, replies through the pairing scanners in cluster mode or when the tunnel
-holds credentials: a client's RESET logs the connection out, so the proxy sends its AUTH
-again right behind it and keeps that reply from the client. Each side stops reading while
+bytes flow both ways, replies through the pairing scanners (node addresses in topology, ROLE
+and INFO replies rewritten; MOVED/ASK in cluster mode); when the tunnel holds credentials a
+client's RESET logs the connection out, so the proxy sends its AUTH again right behind it
+and keeps that reply from the client. Each side stops reading while
 the other side's send buffer is full. A failure reaches the client as one
 `-ERR closeup-ops tunnel: ...` line, then EOF.
 """
@@ -60,14 +61,14 @@ class Client:
         self.eof_pending = False
         self._opening: Any = None
         self.refused: str | None = None  # the AUTH after a RESET was refused: why
-        self.commands: CommandScanner | None = None
-        self.replies: ReplyScanner | None = None
+        # always paired: ROLE / INFO name replicas on a standalone cache too (replication.py)
+        pending = Pending()
         reauth = proxy.upstream.password is not None
-        if proxy.cluster or reauth:
-            pending = Pending()
-            self.commands = CommandScanner(pending, reauth=reauth)
-            rewrite, redirect = (self._rewrite, self._redirect) if proxy.cluster else (_as_is,) * 2
-            self.replies = ReplyScanner(pending, rewrite, redirect, self._reauthed)
+        self.commands: CommandScanner | None = CommandScanner(pending, reauth=reauth)
+        redirect = self._redirect if proxy.cluster else _as_is
+        self.replies: ReplyScanner | None = ReplyScanner(
+            pending, self._rewrite, redirect, self._reauthed
+        )
 
     # asyncio.Protocol
     def connection_made(self, transport: Any) -> None:
@@ -303,5 +304,5 @@ class Client:
 
 
 def _as_is(*args: Any) -> Any:
-    """Rewrite nothing (not in cluster mode): the frame or line itself."""
+    """Redirect nothing (not in cluster mode): the line itself."""
     return args[-1]

@@ -2,8 +2,9 @@
 
 Each accepted client gets its own upstream connection, made with `dial` (a connected socket
 to the node as the bastion sees it), wrapped in TLS when the cache uses it (verified against
-the node's name), authenticated when the tunnel holds the credentials. In cluster mode the
-replies that carry node addresses are rewritten to the local listeners (resp.py, rewrite.py),
+the node's name), authenticated when the tunnel holds the credentials. The replies that carry
+node addresses (cluster topology, MOVED/ASK; ROLE and INFO's replication lines, cluster mode
+or not) are rewritten to the local listeners (resp.py, rewrite.py, replication.py),
 and a node seen for the first time gets its listener before that reply is sent. All other
 bytes pass through as received. One asyncio event loop on a background thread does the work
 with Protocols (no streams); a blocking dial runs on a short-lived daemon thread.

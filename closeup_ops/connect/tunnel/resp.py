@@ -21,8 +21,9 @@ ERROR_TYPES = frozenset(b"-!")
 
 # What a reply answers (an int), or a tuple of kinds for an EXEC holding those replies.
 # REAUTH: the reply to the proxy's own AUTH after a client's RESET (the client never sees it).
-NORMAL, SLOTS, SHARDS, NODES, MONITOR, SUBSCRIBE, RESET, REAUTH = range(8)
-TOPOLOGY = frozenset((SLOTS, SHARDS, NODES))
+# ROLE / INFO: replies naming a primary's replicas or a replica's primary (replication.py).
+NORMAL, SLOTS, SHARDS, NODES, MONITOR, SUBSCRIBE, RESET, REAUTH, ROLE, INFO = range(10)
+TOPOLOGY = frozenset((SLOTS, SHARDS, NODES, ROLE, INFO))  # replies whose addresses are rewritten
 Kind = Union[int, tuple]
 
 

@@ -1,4 +1,5 @@
-"""Rewrite every node address a cluster hands out to the local endpoint of that node.
+"""Rewrite every node address a cluster hands out to the local endpoint of that node
+(ROLE and INFO's replication lines: replication.py).
 
 Pure functions over RESP frames (see resp.py). `mapper(host, port, ip)` returns the local
 port for a node (the proxy creates the listener on first sight, before the reply goes out);
@@ -11,8 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from closeup_ops.connect.tunnel.replication import LOCAL, rewrite_info, rewrite_role
 from closeup_ops.connect.tunnel.resp import (
+    INFO,
     NODES,
+    ROLE,
     SHARDS,
     SLOTS,
     TOPOLOGY,
@@ -24,7 +28,6 @@ from closeup_ops.connect.tunnel.resp import (
 )
 
 Mapper = Callable[[str | None, int, str | None], int]
-LOCAL = b"127.0.0.1"
 _ADDRESS_KEYS = (b"ip", b"endpoint", b"hostname")
 _INT = ord(":")
 
@@ -37,6 +40,10 @@ def rewrite_reply(kind: Kind, frame: bytes, mapper: Mapper, tls: bool = False) -
     is. OSError from the mapper (no listener could be made) propagates."""
     if isinstance(kind, tuple):
         return _rewrite_exec(kind, frame, mapper, tls)
+    if kind == ROLE:
+        return rewrite_role(frame, mapper)
+    if kind == INFO:
+        return rewrite_info(frame, mapper)
     try:
         node, end = parse(frame)
     except ValueError:

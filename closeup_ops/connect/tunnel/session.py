@@ -10,10 +10,10 @@ Two shapes:
 - a cluster-mode cache (detected, or serverless by name), any TLS cache, or one whose mode
   cannot be asked (it wants AUTH and the tunnel has no credentials) gets the proxy
   (proxy.py): local plain-TCP listeners on loopback, one per node, every node address in
-  CLUSTER SLOTS/SHARDS/NODES and MOVED/ASK rewritten to them, TLS verified against the real
-  names (not at all with --insecure, said once on stderr) and AUTH (password or a fresh IAM
-  token) done upstream. Any RESP client works unchanged. Its upstream connections are
-  dialled through the engine (dial.py).
+  CLUSTER SLOTS/SHARDS/NODES, ROLE, INFO and MOVED/ASK rewritten to them, TLS verified
+  against the real names (not at all with --insecure, said once on stderr) and AUTH
+  (password or a fresh IAM token) done upstream. Any RESP client works unchanged. Its
+  upstream connections are dialled through the engine (dial.py).
 """
 
 from __future__ import annotations
