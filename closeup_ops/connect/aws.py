@@ -170,9 +170,13 @@ def list_caches(client: Any) -> list[CacheRef]:
     )
 
 
+def error_code(exc: BaseException) -> str:
+    """AWS's error code of a botocore ClientError ("" for anything else)."""
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
 def _not_found(exc: BaseException) -> bool:
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-    return "NotFound" in code
+    return "NotFound" in error_code(exc)
 
 
 def describe_by_name(client: Any, name: str) -> CacheRef | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from closeup_ops import audit
-from closeup_ops.connect.aws import pages
+from closeup_ops.connect.aws import error_code, pages
 from closeup_ops.connect.cache_ref import SERVERLESS, CacheRef, default_ports, is_memcached
 from closeup_ops.endpoint import DEFAULT_PORT, SERVERLESS_READER_PORT
 from closeup_ops.errors import AwsResourceError, UsageError, classify
@@ -222,10 +222,6 @@ def _exact(rule: dict[str, Any], port: int) -> bool:
     )
 
 
-def _code(exc: BaseException) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-
-
 def allow(
     ec2: Any,
     group_id: str,
@@ -248,7 +244,7 @@ def allow(
                 DryRun=dry_run,
             )
         except Exception as exc:
-            code = _code(exc)
+            code = error_code(exc)
             if code == "DryRunOperation":
                 change.ports.append(PortResult(port, WOULD_ADD))
                 continue
@@ -287,7 +283,7 @@ def revoke(
                 GroupId=group_id, SecurityGroupRuleIds=ids, DryRun=dry_run
             )
         except Exception as exc:
-            if _code(exc) == "DryRunOperation":
+            if error_code(exc) == "DryRunOperation":
                 change.ports.append(PortResult(port, WOULD_REMOVE, ",".join(ids)))
                 continue
             _fail_after(change, exc)

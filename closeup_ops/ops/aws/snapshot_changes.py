@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from closeup_ops.connect.aws import error_code
 from closeup_ops.connect.cache_ref import SERVERLESS, CacheRef
 from closeup_ops.errors import AwsResourceError
 from closeup_ops.ops.aws.snapshots import (
@@ -39,10 +40,6 @@ class Outcome:
 
     def audit_result(self) -> str:
         return f"ok: {self.already}, nothing changed" if self.already else "ok"
-
-
-def _code(exc: BaseException) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
 
 def _namespace(kind: str) -> str:
@@ -85,7 +82,7 @@ def ensure_snapshot(client: Any, cache: CacheRef, name: str) -> Outcome:
     try:
         return Outcome(create_snapshot(client, cache, name))
     except Exception as exc:
-        if "AlreadyExists" not in _code(exc):
+        if "AlreadyExists" not in error_code(exc):
             raise
         found = find_snapshot(client, name, kind)  # made between the look and the call
         if found is None:
@@ -100,7 +97,7 @@ def remove_snapshot(client: Any, snap: SnapshotInfo) -> Outcome:
     try:
         return Outcome(delete_snapshot(client, snap))
     except Exception as exc:
-        code = _code(exc)
+        code = error_code(exc)
         if "NotFound" in code:  # it was there a moment ago: someone else deleted it
             return Outcome(dataclasses.replace(snap, status="deleted"), "already deleted")
         if "InvalidSnapshotState" not in code and "SnapshotStateFault" not in code:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from closeup_ops.connect.aws import optional_serverless, pages
+from closeup_ops.connect.aws import error_code, optional_serverless, pages
 from closeup_ops.connect.cache_ref import CACHE_CLUSTER, REPLICATION_GROUP, SERVERLESS, CacheRef
 from closeup_ops.errors import AwsResourceError, UsageError
 
@@ -145,10 +145,6 @@ def _side_by_side(
     return out + box["value"]
 
 
-def _code(exc: BaseException) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-
-
 NODE = "node"  # get_snapshot(kind=...): a replication group's or cache cluster's snapshot
 
 
@@ -156,7 +152,7 @@ def _node_snapshot(client: Any, name: str) -> SnapshotInfo | None:
     try:
         found = client.describe_snapshots(SnapshotName=name).get("Snapshots") or []
     except Exception as exc:
-        if "NotFound" not in _code(exc):
+        if "NotFound" not in error_code(exc):
             raise
         return None
     return from_node_snapshot(found[0]) if found else None
@@ -170,7 +166,7 @@ def _serverless_snapshot(client: Any, name: str) -> SnapshotInfo | None:
             ServerlessCacheSnapshotName=name,
         )
     except Exception as exc:
-        if "NotFound" not in _code(exc):
+        if "NotFound" not in error_code(exc):
             raise
         return None
     return from_serverless_snapshot(found[0]) if found else None
