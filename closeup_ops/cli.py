@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import importlib
-import os
 import signal
 import sys
 from typing import Annotated, Any, Optional
@@ -185,39 +184,19 @@ def main(argv: list[str] | None = None) -> int:
         if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
             typer.echo(exc.ctx.get_help())
             return 0
+        from closeup_ops import errors, output
+
         if isinstance(exc, _BrokenPipe):
-            if _stdout_gone():  # `| head` has what it wanted: stop quietly, like Unix tools
-                _silence_stdout()
+            if output.stdout_gone():  # `| head` has what it wanted: stop quietly, like Unix tools
+                output.silence_stdout()
                 return 0
             exc = exc.original  # a socket's peer went away: a connection error, said
-        from closeup_ops import errors, output
 
         return errors.report(exc, verbose=output.STATE["verbose"])
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return result if isinstance(result, int) else 0
-
-
-def _stdout_gone() -> bool:
-    """Whether the reader of our stdout went away (poll says POLLERR on a widowed pipe)."""
-    import select
-
-    try:
-        poller = select.poll()
-        poller.register(sys.stdout.fileno(), select.POLLOUT)
-        return any(events & select.POLLERR for _, events in poller.poll(0))
-    except (AttributeError, OSError, ValueError):  # no fileno (captured), no poll
-        return False
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so the interpreter's last flush has nowhere to fail."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (AttributeError, OSError, ValueError):
-        pass
 
 
 def run() -> None:

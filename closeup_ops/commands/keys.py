@@ -3,7 +3,6 @@ cluster mode), from replicas with --replicas, at most --rate commands/s per node
 
 # No `from __future__ import annotations`: the option annotations name this module's
 # panel constants, which typer could not resolve from strings.
-import os
 import sys
 from typing import Annotated, Any, Optional
 
@@ -232,9 +231,7 @@ def _stream(
                     out.write(_rows(batch).encode())
             out.flush()
     except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly, as other Unix tools do.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        output.silence_stdout()  # the reader went away (`| head`): stop quietly
         return
     notes.end(stats.shards, stats.slot_map_changed)
     if not as_json:
