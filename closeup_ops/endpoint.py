@@ -132,3 +132,38 @@ def is_serverless(host: str) -> bool:
 
 def region_of(host: str) -> str | None:
     return parse(host).region
+
+
+class NotAHost(ValueError):
+    """Not a host name or address alone: `allowed` says what to give instead."""
+
+    def __init__(self, allowed: str, may_hold_secret: bool = False):
+        super().__init__(allowed)
+        self.allowed = allowed
+        self.may_hold_secret = may_hold_secret
+
+
+def bare_host(text: str) -> str:
+    """`text` as a host name or address alone. A URL or user@host, or host:port (as the AWS
+    console shows an endpoint), raises NotAHost with the split spelled out, rather than
+    being looked up and failing as 'cannot resolve'. An IPv6 address may be in brackets."""
+    import ipaddress
+
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    if "://" in text or "/" in text or "@" in text:
+        raise NotAHost(
+            "give the host alone; the port goes in REDIS_PORT, TLS in REDIS_TLS, the user "
+            "and password in REDIS_USERNAME and REDIS_PASSWORD",
+            may_hold_secret=True,
+        )
+    if ":" not in text:
+        return text
+    try:
+        ipaddress.IPv6Address(text.split("%")[0])
+        return text
+    except ValueError:
+        host, _, port = text.rpartition(":")
+    if host and port.isdigit():
+        raise NotAHost(f"the host alone ({host}) and the port in REDIS_PORT ({port})")
+    raise NotAHost("a host name or address")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from closeup_ops.endpoint import NotAHost, bare_host
 from closeup_ops.errors import UsageError, register_secret, setting_error
 
 TRUE = {"1", "true", "yes", "on"}
@@ -257,33 +258,17 @@ def _text(value: Any, name: str) -> str:
 
 
 def _host(value: Any, name: str) -> str:
-    """A host name or address, alone: a URL or host:port (as the AWS console shows an
-    endpoint) is refused with the split spelled out, rather than looked up and failing as
-    'cannot resolve' (exit 3). An IPv6 address may be written in brackets. A URL or user@host
-    is not echoed: it may hold a password."""
-    import ipaddress
-
+    """A host name or address, alone (endpoint.bare_host); a URL or user@host is not echoed,
+    as it may hold a password."""
     text = _text(value, name)
-    if text.startswith("[") and text.endswith("]"):
-        text = text[1:-1]
-    if "://" in text or "/" in text or "@" in text:
-        raise UsageError(
-            f"{name} holds a URL or user@host, not a host name",
-            "give the host alone; the port goes in REDIS_PORT, TLS in REDIS_TLS, the user "
-            "and password in REDIS_USERNAME and REDIS_PASSWORD",
-        )
-    if ":" not in text:
-        return text
     try:
-        ipaddress.IPv6Address(text.split("%")[0])
-        return text
-    except ValueError:
-        host, _, port = text.rpartition(":")
-    if host and port.isdigit():
-        raise setting_error(
-            name, text, f"the host alone ({host}) and the port in REDIS_PORT ({port})"
-        )
-    raise setting_error(name, text, "a host name or address")
+        return bare_host(text)
+    except NotAHost as exc:
+        if exc.may_hold_secret:
+            raise UsageError(
+                f"{name} holds a URL or user@host, not a host name", exc.allowed
+            ) from None
+        raise setting_error(name, text, exc.allowed) from None
 
 
 def _int_range(low: int, high: int, what: str):
