@@ -124,37 +124,34 @@ def not_found(stub, method: str, code: str, params: dict | None = None) -> None:
     )
 
 
+def _no_serverless(stub, name: str) -> None:
+    not_found(
+        stub, "describe_serverless_caches", "ServerlessCacheNotFoundFault",
+        {"ServerlessCacheName": name},
+    )  # fmt: skip
+
+
+def _no_group(stub, name: str) -> None:
+    not_found(
+        stub, "describe_replication_groups", "ReplicationGroupNotFoundFault",
+        {"ReplicationGroupId": name},
+    )  # fmt: skip
+
+
 def source_gone(stub, name: str) -> None:
     """describe_by_name(name) finds no cache of any kind: three NotFound answers."""
+    _no_serverless(stub, name)
+    _no_group(stub, name)
     not_found(
-        stub,
-        "describe_serverless_caches",
-        "ServerlessCacheNotFoundFault",
-        {"ServerlessCacheName": name},
-    )
-    not_found(
-        stub,
-        "describe_replication_groups",
-        "ReplicationGroupNotFoundFault",
-        {"ReplicationGroupId": name},
-    )
-    not_found(
-        stub,
-        "describe_cache_clusters",
-        "CacheClusterNotFound",
+        stub, "describe_cache_clusters", "CacheClusterNotFound",
         {"CacheClusterId": name, "ShowCacheNodeInfo": True},
-    )
+    )  # fmt: skip
 
 
 def source_found(stub, group: dict, members: list[dict]) -> None:
     """describe_by_name finds the replication group `group` with its member clusters."""
     name = group["ReplicationGroupId"]
-    not_found(
-        stub,
-        "describe_serverless_caches",
-        "ServerlessCacheNotFoundFault",
-        {"ServerlessCacheName": name},
-    )
+    _no_serverless(stub, name)
     stub.add_response(
         "describe_replication_groups", {"ReplicationGroups": [group]}, {"ReplicationGroupId": name}
     )
@@ -166,18 +163,8 @@ def source_found(stub, group: dict, members: list[dict]) -> None:
 def cluster_found(stub, cluster: dict) -> None:
     """describe_by_name finds the stand-alone cache cluster `cluster`."""
     name = cluster["CacheClusterId"]
-    not_found(
-        stub,
-        "describe_serverless_caches",
-        "ServerlessCacheNotFoundFault",
-        {"ServerlessCacheName": name},
-    )
-    not_found(
-        stub,
-        "describe_replication_groups",
-        "ReplicationGroupNotFoundFault",
-        {"ReplicationGroupId": name},
-    )
+    _no_serverless(stub, name)
+    _no_group(stub, name)
     stub.add_response(
         "describe_cache_clusters",
         {"CacheClusters": [cluster]},
