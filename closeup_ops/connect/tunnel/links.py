@@ -66,9 +66,7 @@ class Client:
         reauth = proxy.upstream.password is not None
         self.commands: CommandScanner | None = CommandScanner(pending, reauth=reauth)
         redirect = self._redirect if proxy.cluster else _as_is
-        self.replies: ReplyScanner | None = ReplyScanner(
-            pending, self._rewrite, redirect, self._reauthed
-        )
+        self.replies = ReplyScanner(pending, self._rewrite, redirect, self._reauthed)
 
     # asyncio.Protocol
     def connection_made(self, transport: Any) -> None:
@@ -244,9 +242,6 @@ class Client:
     def from_upstream(self, data: bytes) -> None:
         if self.failed:
             return  # the client is reading an error line, then EOF
-        if self.replies is None:
-            self.transport.write(data)
-            return
         try:
             chunks = self.replies.feed(data)
         except OSError as exc:  # no local listener could be made for a new node
