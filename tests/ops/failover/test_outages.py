@@ -184,8 +184,11 @@ def test_ctrl_c_exits_130_with_what_was_measured(cli, redis_plain):
     main = threading.main_thread().ident
 
     def interrupt() -> None:
-        # interrupt once the probe has had more than 5 writes acknowledged by the server
-        wait_until(lambda: len(probe_keys(redis_plain)) > 5, "probe writes")
+        # interrupt once the probe has recorded more than 5 acknowledged writes. The probe
+        # writes one key at a time and records an attempt (SET, then its read-back GET)
+        # before it sends the next SET, so the server holding 7 probe keys means the first
+        # 6 attempts are recorded; at 6 keys, the 6th may still be in its GET.
+        wait_until(lambda: len(probe_keys(redis_plain)) > 6, "probe writes")
         signal.pthread_kill(main, signal.SIGINT)
 
     threading.Thread(target=interrupt, daemon=True).start()
@@ -294,7 +297,8 @@ def test_sigterm_ends_the_run_like_ctrl_c_with_the_audit_line(tmp_path):
         text=True,
     )
     try:
-        wait_until(lambda: len(probe_keys(server)) > 5 or proc.poll() is not None, "probe")
+        # 7 keys on the server: the first 6 attempts are recorded (see the Ctrl-C test above)
+        wait_until(lambda: len(probe_keys(server)) > 6 or proc.poll() is not None, "probe")
         proc.terminate()  # SIGTERM, by PID
         out, err = proc.communicate(timeout=30)
     finally:
