@@ -79,6 +79,18 @@ def tunnel(
             "without TLS or a password.",
         ),
     ] = False,
+    announce: Annotated[
+        Optional[str],
+        typer.Option(
+            "--announce",
+            help="Name or address that clients elsewhere reach this machine by (e.g. "
+            "host.docker.internal for apps in containers): written into every node address "
+            "the cache hands out, and into the export lines (default: the address each "
+            "client dialled).",
+            metavar="HOST",
+            show_default=False,
+        ),
+    ] = None,
     accept_new_host_key: Annotated[
         bool,
         typer.Option(
@@ -92,6 +104,8 @@ def tunnel(
     if local_port is not None and not 1 <= local_port <= 65535:
         raise UsageError(f"--local-port {local_port} is not valid", "use 1 to 65535")
     _check_bind(bind, allow_remote_bind)
+    if announce is not None:
+        announce = _check_announce(announce)
     from closeup_ops.connect.tunnel.session import open_tunnel
 
     tun = open_tunnel(
@@ -100,6 +114,7 @@ def tunnel(
         known_hosts=known_hosts,
         accept_new=accept_new_host_key,
         bind=bind,
+        announce_host=announce,
     )
     try:
         info = describe(tun)
@@ -126,6 +141,26 @@ def _check_bind(bind: str, allowed: bool) -> None:
         f"--allow-remote-bind: listening on {bind}; ANYONE who can reach this address uses "
         "the cache WITHOUT TLS AND WITHOUT A PASSWORD"
     )
+
+
+def _check_announce(text: str) -> str:
+    """A host name or IP address alone: it goes into RESP replies and MOVED lines, where a
+    space, a CR/LF or a URL would break (or inject into) what every client reads."""
+    import re
+
+    from closeup_ops.endpoint import NotAHost, bare_host
+
+    try:
+        host = bare_host(text.strip())
+    except NotAHost as exc:
+        shown = "that value" if exc.may_hold_secret else repr(text)
+        raise UsageError(f"--announce {shown} is not a host", str(exc)) from None
+    if not re.fullmatch(r"[A-Za-z0-9._:-]{1,253}", host):
+        raise UsageError(
+            f"--announce {text!r} is not a host name or address",
+            "use letters, digits, '.', '-' (a name) or an IPv4/IPv6 address",
+        )
+    return host
 
 
 def describe(tun) -> TunnelInfo:

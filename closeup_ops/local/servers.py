@@ -29,7 +29,7 @@ LOOPBACK = "127.0.0.1"
 def free_port(host: str = LOOPBACK) -> int:
     """A port free right now (never 6379, which the machine's own Redis may hold)."""
     while True:
-        with socket.socket() as s:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
             s.bind((host, 0))
             port = s.getsockname()[1]
         if port != 6379:

@@ -39,7 +39,7 @@ ENGINE_ENV = "CLOSEUP_OPS_TUNNEL_ENGINE"
 
 
 def port_free(port: int, host: str = LOCAL) -> bool:
-    with socket.socket() as s:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))

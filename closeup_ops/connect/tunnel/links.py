@@ -52,6 +52,7 @@ class Client:
         self.proxy = proxy
         self.node = node
         self.transport: Any = None
+        self.here = b"127.0.0.1"  # the address this client reaches the proxy by (see _map)
         self.upstream: NodeLink | None = None
         self.ready = False
         self.backlog: list[bytes | None] = []  # None: log in again here (after a RESET)
@@ -73,6 +74,7 @@ class Client:
         import asyncio
 
         self.transport = transport
+        self.here = self.proxy.address_for(transport.get_extra_info("sockname"))
         transport.set_write_buffer_limits(high=HIGH_WATER)
         self.proxy.clients.add(self)
         self._opening = asyncio.get_running_loop().create_task(self._open())  # keep a reference
@@ -287,9 +289,11 @@ class Client:
         if self.transport is not None:
             self.transport.abort()
 
-    # rewriting
-    def _map(self, host: str | None, port: int, ip: str | None) -> int:
-        return self.proxy.local_port(host, port, ip, self.node)
+    # rewriting: a node's local endpoint is its listener's port at the address this client
+    # dialled (a client that came in on 127.0.0.2, or on a LAN address with --bind 0.0.0.0,
+    # is sent back there), or at the tunnel's --announce name
+    def _map(self, host: str | None, port: int, ip: str | None) -> tuple[bytes, int]:
+        return self.here, self.proxy.local_port(host, port, ip, self.node)
 
     def _rewrite(self, kind: Kind, frame: bytes) -> bytes:
         return rewrite_reply(kind, frame, self._map, self.proxy.upstream.tls)

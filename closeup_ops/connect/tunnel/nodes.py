@@ -62,15 +62,17 @@ def client_host(bind: str) -> str:
 
 
 def exports(tunnel: Any) -> dict[str, str]:
-    """The REDIS_* variables that point a client at the tunnel (printed and given to CMD).
-    Never a password: behind the proxy the tunnel authenticates; through a plain forward
-    the app keeps its own."""
-    host, port = tunnel.host, tunnel.local_port
+    """The REDIS_* variables that point a client at the tunnel (printed and given to CMD):
+    at the --announce name when there is one (the name the clients reach this machine by:
+    the same one the proxy writes into its replies). Never a password: behind the proxy the
+    tunnel authenticates; through a plain forward the app keeps its own."""
+    host, port = tunnel.announce_host or tunnel.host, tunnel.local_port
+    url_host = f"[{host}]" if ":" in host else host
     out = {
         "REDIS_HOST": host,
         "REDIS_PORT": str(port),
         "REDIS_TLS": "false",  # the local side is plain TCP; TLS is the tunnel's business
-        "REDIS_URL": f"redis://{host}:{port}",
+        "REDIS_URL": f"redis://{url_host}:{port}",
     }
     if tunnel.cluster:
         out["REDIS_CLUSTER"] = "true"

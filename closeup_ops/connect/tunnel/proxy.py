@@ -56,12 +56,16 @@ class NodeProxy:
         cluster: bool,
         bind: str = "127.0.0.1",
         announce: Callable[[str], None] = lambda s: None,
+        announce_host: str | None = None,
     ) -> None:
         self._dial = dial
         self.upstream = upstream
         self.cluster = cluster
         self.bind = bind
         self.announce = announce
+        # the name or address written into replies for every node (--announce), instead of
+        # the address each client dialled
+        self.announce_host = announce_host.encode() if announce_host else None
         self.errors: list[str] = []  # internal faults (a bug, not a network error), for tests
         self._lock = threading.RLock()
         self._nodes: dict[tuple[str, int], int] = {}
@@ -196,6 +200,16 @@ class NodeProxy:
         log.warning("tunnel proxy: %s", text)
 
     # -- helpers used by connections ----------------------------------------------------------
+    def address_for(self, sockname: Any) -> bytes:
+        """What to write into replies as a node's address for a client connected to
+        `sockname` (the proxy's end of that connection): --announce, else that address."""
+        if self.announce_host:
+            return self.announce_host
+        host = sockname[0] if isinstance(sockname, tuple) and sockname else self.bind
+        if host.startswith("::ffff:") and "." in host:  # IPv4 on a dual-stack listener
+            host = host[7:]
+        return host.split("%", 1)[0].encode()  # no IPv6 zone: clients cannot parse one
+
     def local_port(self, host: str | None, port: int, ip: str | None, here: tuple[str, int]) -> int:
         """The local port for a node named in a reply (a listener made now if it is new)."""
         host = host or here[0]

@@ -9,8 +9,9 @@ addresses found there. The shapes, as a redis-server sends them (RESP2 and RESP3
   `slaveN:ip=X,port=P,state=...` on a primary, `master_host:X` / `master_port:P` on a
   replica. Only INFO with no section or with replication / all / everything / default
   carries those lines (`info_kind`).
-Each address becomes 127.0.0.1 and the port of its local listener (`mapper`, as in
-rewrite.py). A reply of another shape (an error, no such lines) is returned as is.
+Each address becomes the local endpoint of that node (`mapper`, as in rewrite.py: the
+address this client reaches the proxy by, and the port of the node's listener). A reply
+of another shape (an error, no such lines) is returned as is.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from collections.abc import Callable
 
 from closeup_ops.connect.tunnel.resp import INFO, NORMAL, Frame, encode, parse
 
-Mapper = Callable[[str | None, int, str | None], int]
-LOCAL = b"127.0.0.1"
+# (host or None for "the node this connection is on", port, the node's IP or None) ->
+# the node's local endpoint: (address, port)
+Mapper = Callable[[str | None, int, str | None], tuple[bytes, int]]
 _REPLICATION_SECTIONS = frozenset((b"REPLICATION", b"ALL", b"EVERYTHING", b"DEFAULT"))
 MAX_INFO_WORDS = 16  # INFO sections looked at; more (never seen) counts as "maybe"
 _SLAVE_LINE = re.compile(rb"^(slave\d+:ip=)([^,\r\n]*)(,port=)(\d+)", re.M)
@@ -70,8 +72,8 @@ def _make_local(items: list[Frame], host_at: int, port_at: int, mapper: Mapper) 
         return
     if int(port) == 0:
         return
-    local = mapper(_text(host), int(port), None)
-    items[host_at] = (items[host_at][0], LOCAL)
+    here, local = mapper(_text(host), int(port), None)
+    items[host_at] = (items[host_at][0], here)
     items[port_at] = (items[port_at][0], b"%d" % local)
 
 
@@ -101,16 +103,16 @@ def rewrite_info_text(text: bytes, mapper: Mapper) -> bytes:
         return text
 
     def slave(m: re.Match) -> bytes:
-        local = mapper(_text(m[2]), int(m[4]), None) if m[2] and int(m[4]) else 0
-        if not local:
+        if not m[2] or not int(m[4]):
             return m[0]
-        return b"%s%s%s%d" % (m[1], LOCAL, m[3], local)
+        here, local = mapper(_text(m[2]), int(m[4]), None)
+        return b"%s%s%s%d" % (m[1], here, m[3], local)
 
     new = _SLAVE_LINE.sub(slave, text)
     host, port = _MASTER_HOST.search(new), _MASTER_PORT.search(new)
     if host and port and host[1] not in (b"", b"?") and int(port[1]):
-        local = mapper(_text(host[1]), int(port[1]), None)
-        lines = {host.span(): b"master_host:" + LOCAL, port.span(): b"master_port:%d" % local}
+        here, local = mapper(_text(host[1]), int(port[1]), None)
+        lines = {host.span(): b"master_host:" + here, port.span(): b"master_port:%d" % local}
         for (start, end), line in sorted(lines.items(), reverse=True):  # later one first
             new = new[:start] + line + new[end:]
     return new if new != text else text

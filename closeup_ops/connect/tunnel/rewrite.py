@@ -2,7 +2,8 @@
 (ROLE and INFO's replication lines: replication.py).
 
 Pure functions over RESP frames (see resp.py). `mapper(host, port, ip)` returns the local
-port for a node (the proxy creates the listener on first sight, before the reply goes out);
+endpoint for a node, (address, port), the address being the one this client reaches the
+proxy by (the proxy creates the listener on first sight, before the reply goes out);
 `host` None means "the host this connection is on" (an empty or `?` endpoint); `ip` is the
 node's IP when a hostname is preferred, so both addresses can share one listener. Where a
 node gives both a hostname and an IP the hostname wins: TLS is verified against it.
@@ -10,9 +11,7 @@ node gives both a hostname and an IP the hostname wins: TLS is verified against 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from closeup_ops.connect.tunnel.replication import LOCAL, rewrite_info, rewrite_role
+from closeup_ops.connect.tunnel.replication import Mapper, rewrite_info, rewrite_role
 from closeup_ops.connect.tunnel.resp import (
     INFO,
     NODES,
@@ -27,7 +26,6 @@ from closeup_ops.connect.tunnel.resp import (
     parse,
 )
 
-Mapper = Callable[[str | None, int, str | None], int]
 _ADDRESS_KEYS = (b"ip", b"endpoint", b"hostname")
 _INT = ord(":")
 
@@ -81,7 +79,7 @@ def _rewrite_exec(kinds: tuple, frame: bytes, mapper: Mapper, tls: bool) -> byte
 
 
 def rewrite_redirect(line: bytes, mapper: Mapper) -> bytes:
-    """`-MOVED 3999 host:port\\r\\n` / `-ASK ...` -> the same naming 127.0.0.1:<local>.
+    """`-MOVED 3999 host:port\\r\\n` / `-ASK ...` -> the same naming the local endpoint.
     An empty host (`-MOVED 3999 :6380`) is the host this connection is on."""
     words = line[1:].rstrip(b"\r\n").split(b" ")
     if len(words) != 3:
@@ -89,8 +87,8 @@ def rewrite_redirect(line: bytes, mapper: Mapper) -> bytes:
     host, _, port = words[2].rpartition(b":")
     if not port.isdigit():
         return line
-    local = mapper(_text(host) or None, int(port), None)
-    return b"-%s %s %s:%d\r\n" % (words[0], words[1], LOCAL, local)
+    here, local = mapper(_text(host) or None, int(port), None)
+    return b"-%s %s %s:%d\r\n" % (words[0], words[1], here, local)
 
 
 def _text(value: bytes | None) -> str:
@@ -116,9 +114,9 @@ def _items(frame: Frame) -> list[Frame]:
     return items
 
 
-def _set_local(items: list[Frame], index: int) -> None:
+def _set_local(items: list[Frame], index: int, here: bytes) -> None:
     t, _ = items[index]
-    items[index] = (t if t in b"$+" else ord("$"), LOCAL)
+    items[index] = (t if t in b"$+" else ord("$"), here)
 
 
 def _slots(frame: Frame, mapper: Mapper) -> Frame:
@@ -138,12 +136,12 @@ def _slots(frame: Frame, mapper: Mapper) -> Frame:
                 host, ip = hostname, ip or (endpoint if endpoint not in ("", "?") else None)
             else:
                 host = endpoint if endpoint not in ("", "?") else None
-            local = mapper(host, port, ip if ip != host else None)
-            _set_local(fields, 0)
+            here, local = mapper(host, port, ip if ip != host else None)
+            _set_local(fields, 0, here)
             fields[1] = (_INT, b"%d" % local)
             for key in (b"hostname", b"ip"):
                 if key in meta:
-                    _set_local(kv, meta[key])
+                    _set_local(kv, meta[key], here)
     return frame
 
 
@@ -176,10 +174,10 @@ def _shard_node(kv: list[Frame], mapper: Mapper, tls: bool) -> None:
     port = int(kv[where[port_key]][1])
     if port == 0:
         return  # a node without an address (failed, handshaking)
-    local = mapper(host or None, port, ip if ip != host else None)
+    here, local = mapper(host or None, port, ip if ip != host else None)
     for key in _ADDRESS_KEYS:
         if key in where and value(key):
-            _set_local(kv, where[key])
+            _set_local(kv, where[key], here)
     for key in (b"port", b"tls-port"):
         if key in where:
             kv[where[key]] = (_INT, b"%d" % local)
@@ -201,10 +199,10 @@ def rewrite_nodes_text(text: bytes, mapper: Mapper) -> bytes:
             continue  # no address known for this node
         hostname = _text(extra[0]) if extra and b"=" not in extra[0] else ""
         host = hostname or _text(ip) or None
-        local = mapper(host, int(port), _text(ip) if hostname and ip else None)
+        here, local = mapper(host, int(port), _text(ip) if hostname and ip else None)
         if hostname:
             extra[0] = b""
-        new = b",".join([b"%s:%d%s%s" % (LOCAL, local, at, cport), *extra])
+        new = b",".join([b"%s:%d%s%s" % (here, local, at, cport), *extra])
         lines[n] = b" ".join((fields[0], new, fields[2]))
     return b"\n".join(lines)
 

@@ -52,6 +52,9 @@ class Tunnel:
     local_port: int
     announce: Callable[[str], None] = output.info
     bind: str = LOCAL
+    # --announce: the name clients elsewhere reach this machine by (a container's
+    # host.docker.internal), written into replies and exports instead of the address dialled
+    announce_host: str | None = None
     forwards: list[Forward] = field(default_factory=list)  # the plain forward, if any
     cluster: bool = False
     proxy: Any = None  # connect.tunnel.proxy.NodeProxy when proxied
@@ -87,8 +90,9 @@ class Tunnel:
         """(cache node, local endpoint) for every node the proxy serves so far."""
         if self.proxy is None:
             return [(f.remote, f.local) for f in self.forwards]
+        here = self.announce_host or self.host
         return [
-            (f"{host}:{port}", f"{self.host}:{local}")
+            (f"{host}:{port}", f"{here}:{local}")
             for (host, port), local in sorted(self.proxy.nodes().items(), key=lambda kv: kv[1])
         ]
 
@@ -119,6 +123,7 @@ class Tunnel:
         """Start the engine with the host key `check` verified, then the plain forward or
         the proxy."""
         s = self.settings
+        more_open_files()  # before ssh starts: it inherits the limit
         if s.use_tls and s.insecure:
             from closeup_ops.connect.redis import warn_insecure
 
@@ -207,6 +212,7 @@ class Tunnel:
             cluster=self.cluster or rewrite,
             bind=self.bind,
             announce=self._node_added,
+            announce_host=self.announce_host,
         )
         self.proxy.start()
         self.local_port = self.proxy.add(s.host, s.port, self.local_port)
@@ -278,6 +284,32 @@ class Tunnel:
             self.engine = None
 
 
+OPEN_FILES = 65536  # what the tunnel asks for: 2 per proxied connection, 1 in ssh
+
+
+def more_open_files(wanted: int = OPEN_FILES) -> int:
+    """Raise this process's soft limit on open files towards `wanted` (never above the hard
+    limit, never lowered), as redis-server does for its clients: macOS starts at 256 and a
+    connection pool per service (go-redis: 10 per core per node) would hit EMFILE. Returns
+    the soft limit in force; where it cannot be changed, the old one."""
+    try:
+        import resource
+    except ImportError:  # not on a POSIX system
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    # macOS refuses more than OPEN_MAX (10240) even under an unlimited hard limit
+    for value in (target, min(target, 10240)):
+        if soft == resource.RLIM_INFINITY or soft >= value:
+            break
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (value, hard))
+            return value
+        except (ValueError, OSError):
+            continue
+    return soft
+
+
 def upstream_for(settings: Settings) -> Any:
     """How the proxy reaches the cache: TLS per the settings, AUTH with the settings' user
     and password, or a fresh IAM token per upstream connection (and after a RESET); no
@@ -295,7 +327,10 @@ def upstream_for(settings: Settings) -> Any:
 
     return Upstream(
         tls=settings.use_tls,
-        server_name=settings.tls_server_name,
+        # a node known only by its IP (ROLE, INFO replication and MOVED on a cluster-mode
+        # disabled cache) is checked against this name: REDIS_TLS_SERVER_NAME, else the
+        # endpoint (an ElastiCache certificate covers the cache's node names too)
+        server_name=settings.server_name,
         ca_cert=settings.ca_cert,
         insecure=settings.insecure,
         username=settings.username,
@@ -337,6 +372,7 @@ def open_tunnel(
     bind: str = LOCAL,
     announce_nodes: bool = True,
     private: bool = False,
+    announce_host: str | None = None,
 ) -> Tunnel:
     bastion = bastion_from(settings, known_hosts, accept_new)
     errors.CONTEXT["bastion"] = bastion.where
@@ -351,6 +387,7 @@ def open_tunnel(
         port,
         announce,
         bind=bind,
+        announce_host=announce_host,
         announce_nodes=announce_nodes,
         private=private,
     )

@@ -135,7 +135,9 @@ def test_upstream_takes_the_settings_credentials_and_tls():
     up = upstream_for(s)
     assert isinstance(up, Upstream)
     assert up.tls is True and up.username == "app" and up.password() == "pw-8f1"
-    assert up.server_name is None  # each node is verified against its own name
+    # a node named by hostname is verified against that name (test_proxy_tls.py); this one
+    # is for nodes known only by IP: the endpoint, when REDIS_TLS_SERVER_NAME is not set
+    assert up.server_name == SERVERLESS
     plain = upstream_for(Settings(host="10.0.0.5", tls=True, tls_server_name="c.example"))
     assert plain.server_name == "c.example" and plain.password is None  # nothing to send
 

@@ -165,3 +165,26 @@ def test_after_a_reset_the_proxy_logs_in_again_as_its_user(cluster):
         assert px.errors == []
     finally:
         px.close()
+
+
+def test_an_ip_only_node_is_verified_against_the_endpoint_name_by_default(cluster):
+    """ROLE, INFO replication and MOVED on a cluster-mode disabled cache name nodes by IP.
+    With no REDIS_TLS_SERVER_NAME, the tunnel checks them against REDIS_HOST (the endpoint
+    whose certificate covers the cache's nodes), not against the IP."""
+    from closeup_ops.connect.tunnel.session import upstream_for
+    from closeup_ops.settings import load
+
+    port = cluster.nodes[0].port
+    settings = load(
+        {"host": NAMES[0], "port": port, "tls": True, "ca_cert": cluster.ca, "username": USER},
+        environ={},
+        password=SECRET,
+    )
+    assert settings.tls_server_name is None
+    px = open_proxy(NameDial(), upstream_for(settings))
+    try:
+        r = redis.Redis(port=px.add("127.0.0.1", port), socket_timeout=10)
+        assert r.ping()
+        r.close()
+    finally:
+        px.close()

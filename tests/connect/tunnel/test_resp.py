@@ -43,7 +43,7 @@ class Ports:
         if key not in self.table:
             self.table[key] = self.next
             self.next += 1
-        return self.table[key]
+        return b"127.0.0.1", self.table[key]
 
 
 # ---- frame_end ---------------------------------------------------------------------------
