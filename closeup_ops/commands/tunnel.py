@@ -29,6 +29,7 @@ class TunnelInfo:
     exports: dict[str, str]
     nodes: list[dict[str, str]] = field(default_factory=list)
     hint: str | None = None
+    reader: str | None = None  # serverless: the reader endpoint's local side (AWS: 6380)
 
 
 @with_settings(REDIS)
@@ -180,6 +181,7 @@ def describe(tun) -> TunnelInfo:
         exports=exports(tun),
         nodes=[{"node": n, "local": lo} for n, lo in tun.nodes()] if tun.proxied else [],
         hint=CLUSTER_HINT if tun.cluster else None,
+        reader=f"{tun.announce_host or tun.host}:{tun.reader_port}" if tun.reader_port else None,
     )
 
 
@@ -204,6 +206,11 @@ def _show(info: TunnelInfo) -> None:
         )
     if info.hint:
         output.line(info.hint)
+    if info.reader:
+        output.line(
+            f"reader endpoint (port 6380 on AWS; reads after READONLY): {info.reader} "
+            "(REDIS_READER_PORT)"
+        )
     output.line("export " + " ".join(f"{k}={v}" for k, v in info.exports.items()))
     output.info("Ctrl-C closes the tunnel")
 

@@ -48,6 +48,8 @@ DEMO_ENTRY = f"clustercfg.{DEMO_DOMAIN}"  # the configuration endpoint: node 1's
 # The serverless-like endpoint: TLS, cluster mode, an ACL user, its own name for every slot
 SERVERLESS_NAME = "demo-xyz.serverless.use1.cache.amazonaws.com"
 SERVERLESS_IP, SERVERLESS_PORT = "10.231.6.30", 16390
+# The reader endpoint, port + 1 as 6379/6380 on AWS: a replica listed in CLUSTER SLOTS
+SERVERLESS_READER_PORT = SERVERLESS_PORT + 1
 SERVERLESS_LAPTOP_IP = "10.231.99.99"  # what the laptop resolves it to: no route there
 SERVERLESS_USER, SERVERLESS_PASSWORD = "app", "srv-Pa55-word-77"
 # The IAM user of the same endpoint (its passwords: the tokens the test expects)
@@ -148,10 +150,11 @@ class Vpc:
         ca = str(self.demo_ca)
         return self.redis_cli(DEMO_PORT, "--tls", "--cacert", ca, *args, host=host)
 
-    def serverless_cli(self, *args: str) -> str:
-        """redis-cli over TLS inside the VPC to the serverless-like endpoint, as the ACL user."""
+    def serverless_cli(self, *args: str, port: int = 0) -> str:
+        """redis-cli over TLS inside the VPC to the serverless-like endpoint, as the ACL user
+        (`port`: SERVERLESS_READER_PORT for the reader)."""
         return self.redis_cli(
-            SERVERLESS_PORT,
+            port or SERVERLESS_PORT,
             "--tls",
             "--cacert",
             str(self.serverless_ca),
@@ -353,7 +356,8 @@ def build_demo_cluster(env: Vpc) -> None:
 
 def build_serverless(env: Vpc) -> None:
     """A serverless-like endpoint: TLS, cluster mode (one node, every slot) announcing its
-    endpoint name, an ACL user with a password, the default user off."""
+    endpoint name, an ACL user with a password, the default user off; and its reader
+    endpoint on the next port, a replica of it under the same name (AWS: 6379 and 6380)."""
     tls = make_tls_files(env.workdir / "serverless-tls", names=(SERVERLESS_NAME,), ips=())
     env.serverless_ca = tls.ca
     acl = env.workdir / "serverless.acl"
@@ -374,6 +378,33 @@ def build_serverless(env: Vpc) -> None:
     out = env.serverless_cli("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
     assert "OK" in out, out
     wait_until(lambda: "cluster_state:ok" in env.serverless_cli("CLUSTER", "INFO"), "serverless")
+    reader = SERVERLESS_READER_PORT
+    env.redis(
+        "serverless-reader",
+        reader,
+        *tls_args(tls, reader),
+        *cluster_flags(
+            "--cluster-announce-hostname", SERVERLESS_NAME,
+            "--cluster-preferred-endpoint-type", "hostname",
+        ),
+        "--aclfile", str(acl),
+        "--masteruser", SERVERLESS_USER,
+        "--masterauth", SERVERLESS_PASSWORD,
+        ip=SERVERLESS_IP,
+    )  # fmt: skip
+    wait_until(lambda: "cluster_state" in env.serverless_cli("CLUSTER", "INFO", port=reader), "r")
+    env.serverless_cli("CLUSTER", "MEET", SERVERLESS_IP, str(SERVERLESS_PORT), port=reader)
+    primary = env.serverless_cli("CLUSTER", "MYID").strip()
+    wait_until(
+        lambda: "OK" in env.serverless_cli("CLUSTER", "REPLICATE", primary, port=reader),
+        "the reader replicates the serverless node",
+    )
+    # Redis 7 lists a replica in CLUSTER SLOTS only once it has replicated something
+    env.serverless_cli("SET", "init:reader", "1")
+    wait_until(
+        lambda: f"{reader}" in env.serverless_cli("CLUSTER", "SLOTS"),
+        "the reader in CLUSTER SLOTS",
+    )
 
 
 def start_bastion(env: Vpc) -> None:

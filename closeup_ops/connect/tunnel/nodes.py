@@ -76,6 +76,8 @@ def exports(tunnel: Any) -> dict[str, str]:
     }
     if tunnel.cluster:
         out["REDIS_CLUSTER"] = "true"
+    if tunnel.reader_port:  # serverless: its reader endpoint (AWS: 6380)
+        out["REDIS_READER_PORT"] = str(tunnel.reader_port)
     return out
 
 

@@ -60,6 +60,7 @@ class Tunnel:
     proxy: Any = None  # connect.tunnel.proxy.NodeProxy when proxied
     engine: Any = None  # engines.OpenSshForwards or engines.ParamikoForwards
     reconnects: int = 0
+    reader_port: int | None = None  # a serverless cache's reader endpoint, when proxied
     announce_nodes: bool = True  # say each node the proxy starts serving after open()
     # Only this process connects, and only after open() (--via-bastion, doctor): a likely
     # plain forward may listen while the cluster mode is asked, saving an ssh restart.
@@ -216,8 +217,20 @@ class Tunnel:
         )
         self.proxy.start()
         self.local_port = self.proxy.add(s.host, s.port, self.local_port)
+        if s.serverless:
+            self._add_reader()
         if self.cluster:
             self._learn_nodes()
+
+    def _add_reader(self) -> None:
+        """A serverless cache's reader endpoint (AWS: port 6380 beside 6379, reads after
+        READONLY) gets a fixed local port, the next one when free, as on AWS: clients that
+        cannot route reads themselves (valkey-java, older Jedis) are configured with it.
+        Clients that find it in CLUSTER SLOTS are handed the same listener."""
+        s = self.settings
+        wanted = self.local_port + 1
+        port = wanted if wanted <= 65535 and port_free(wanted, self.bind) else None
+        self.reader_port = self.proxy.add(s.host, s.port + 1, port)
 
     def _node_added(self, text: str) -> None:
         """The proxy serves a node it had not seen (failover, resharding, a new replica)."""

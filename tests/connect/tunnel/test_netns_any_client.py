@@ -13,7 +13,13 @@ from __future__ import annotations
 import sys
 
 from helpers.bastion import CLOSEUP_OPS
-from helpers.netns import DEMO_PORT, SERVERLESS_PASSWORD, SERVERLESS_USER
+from helpers.netns import (
+    DEMO_PORT,
+    SERVERLESS_NAME,
+    SERVERLESS_PASSWORD,
+    SERVERLESS_READER_PORT,
+    SERVERLESS_USER,
+)
 from helpers.tunnel_clients import (
     KEYS,
     TextTunnel,
@@ -146,3 +152,36 @@ def test_serverless_wrong_password_fails_before_the_child_without_leaking_it(vpc
     errors = [ln for ln in r.stderr.splitlines() if "error" in ln]
     assert len(errors) == 1 and "Traceback" not in r.stderr, r.stderr
     assert "wrong-Pa55-0451" not in r.stdout + r.stderr and not marker.exists()
+
+
+def commandstat_calls(text: str, command: str) -> int:
+    for line in text.splitlines():
+        if line.startswith(f"cmdstat_{command}:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
+def test_serverless_reader_endpoint_has_a_fixed_local_port_that_reads_from_the_reader(vpc):
+    """AWS: a client that cannot route reads itself (valkey-java, older Jedis) is configured
+    with port 6380 for reads. Through the tunnel that is the printed REDIS_READER_PORT, the
+    next local port; CLUSTER SLOTS hands topology clients the same listener."""
+    held = TextTunnel(vpc, serverless_env(vpc), "--local-port", "17010")  # not the cache's
+    try:
+        ex = held.exports
+        reader = ex["REDIS_READER_PORT"]
+        assert (ex["REDIS_PORT"], reader) == ("17010", "17011")
+        said = f"reader endpoint (port 6380 on AWS; reads after READONLY): 127.0.0.1:{reader}"
+        assert any(said in line for line in held.out), held.out
+        wrote = redis_cli_c(vpc, ex, "SET t11:reader:1 r1\nWAIT 1 5000\n")
+        assert replies(wrote.stdout) == ["OK", "1"], wrote.stdout + wrote.stderr
+        before = vpc.serverless_cli("INFO", "commandstats", port=SERVERLESS_READER_PORT)
+        on_reader = {**ex, "REDIS_PORT": reader}
+        r = redis_cli_c(vpc, on_reader, "READONLY\nGET t11:reader:1\n")
+        assert replies(r.stdout) == ["OK", "r1"], r.stdout + r.stderr
+        after = vpc.serverless_cli("INFO", "commandstats", port=SERVERLESS_READER_PORT)
+        assert commandstat_calls(after, "get") == commandstat_calls(before, "get") + 1
+        slots = redis_cli_c(vpc, ex, "CLUSTER SLOTS\n").stdout.split()
+        assert reader in slots and str(SERVERLESS_READER_PORT) not in slots, slots
+        assert "127.0.0.1" in slots and SERVERLESS_NAME not in slots
+    finally:
+        assert held.interrupt() == 0
