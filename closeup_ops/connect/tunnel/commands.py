@@ -6,6 +6,8 @@ anywhere; the bytes themselves are forwarded untouched by the proxy) and records
 topology kind for CLUSTER SLOTS/SHARDS/NODES/REPLICAS, ROLE and INFO (when its reply holds
 the replication section), a tuple for an EXEC holding one, and
 the mode changes (MULTI, CLIENT REPLY OFF/SKIP/ON, HELLO 2/3, SUBSCRIBE, MONITOR, RESET).
+Pub/sub commands and HELLO are recorded the same in RESP2 and RESP3: which protocol holds
+is known only from HELLO's reply, so the ReplyScanner, which sees it, reads their replies.
 With `reauth` (the proxy logs in again after a client's RESET) it also says where in the
 bytes fed each RESET ends (`resets`), so the proxy can send its AUTH right there.
 """
@@ -17,6 +19,8 @@ from typing import Any
 from closeup_ops.connect.tunnel.replication import MAX_INFO_WORDS, info_kind
 from closeup_ops.connect.tunnel.resp import (
     CRLF,
+    HELLO2,
+    HELLO3,
     MONITOR,
     NODES,
     NORMAL,
@@ -35,6 +39,7 @@ _CLUSTER_KINDS = {b"SLOTS": SLOTS, b"SHARDS": SHARDS, b"NODES": NODES}
 _CLUSTER_KINDS |= {b"REPLICAS": NODES, b"SLAVES": NODES}
 _SUBSCRIBE = frozenset((b"SUBSCRIBE", b"PSUBSCRIBE", b"SSUBSCRIBE"))
 _UNSUBSCRIBE = frozenset((b"UNSUBSCRIBE", b"PUNSUBSCRIBE", b"SUNSUBSCRIBE"))
+_HELLO = {b"2": HELLO2, b"3": HELLO3}
 _NOT_QUEUED_IN_MULTI = frozenset((b"EXEC", b"DISCARD", b"MULTI", b"WATCH", b"QUIT", b"RESET"))
 _WANT_ARGS = frozenset((b"CLUSTER", b"CLIENT", b"HELLO"))  # verbs whose next words matter
 _SPECIAL = _WANT_ARGS | _SUBSCRIBE | _UNSUBSCRIBE | _NOT_QUEUED_IN_MULTI | {b"MONITOR"}
@@ -61,7 +66,6 @@ class CommandScanner:
         self._cuts: _Cuts | None = None
         self._reader: Any = None
         self._first = use_hiredis
-        self.protocol = 2
         self.multi: list | None = None  # kinds of the commands queued since MULTI
         self.reply_off = False  # CLIENT REPLY OFF: no replies until ON
         self.skip_next = False  # CLIENT REPLY SKIP: no reply for the next command
@@ -299,38 +303,33 @@ class CommandScanner:
         if name == b"EXEC" and self.multi is not None:
             kinds = tuple(self.multi)
             self.multi = None
+            if not needs_rewrite(kinds) and (HELLO3 in kinds or HELLO2 in kinds):
+                # the protocol switches if EXEC runs (a HELLO refused inside goes unseen)
+                pending.add(next(k for k in reversed(kinds) if k in (HELLO2, HELLO3)))
+                return
             pending.add(kinds if needs_rewrite(kinds) else NORMAL)
             return
         if name == b"DISCARD":
             self.multi = None
         elif name == b"MULTI" and self.multi is None:
             self.multi = []
-        if name in _UNSUBSCRIBE:
-            if self.protocol == 2:  # one reply per channel (a push in RESP3)
-                pending.add(NORMAL, max(1, argc - 1))
+        if name in _UNSUBSCRIBE or (name in _SUBSCRIBE and argc > 1):
+            pending.add(SUBSCRIBE, argc - 1)  # one confirmation per channel (0: all held)
             return
-        kind = self._kind(name, sub, argc, args)
-        if kind is not None:
-            pending.add(kind)
+        pending.add(self._kind(name, sub, argc, args))
 
-    def _kind(self, name: bytes, sub: bytes, argc: int, args: list[bytes]) -> Kind | None:
+    def _kind(self, name: bytes, sub: bytes, argc: int, args: list[bytes]) -> Kind:
         if name == b"CLUSTER":
             return _CLUSTER_KINDS.get(sub, NORMAL)
         if name == b"ROLE":
             return ROLE if argc == 1 else NORMAL  # with arguments: an error
         if name == b"INFO":
             return info_kind(args, argc)
-        if name in _SUBSCRIBE:
-            if argc < 2:
-                return NORMAL  # an error
-            # RESP3: confirmations and messages are all push frames, never paired. RESP2:
-            # the first confirmation pairs, then the connection becomes a stream.
-            return SUBSCRIBE if self.protocol == 2 else None
         if name == b"MONITOR":
             return MONITOR
-        if name == b"HELLO" and sub in (b"2", b"3"):
-            self.protocol = int(sub)  # optimistic: a refused HELLO is rare
-        return NORMAL  # RESET with arguments too: an error, nothing reset
+        if name == b"HELLO":
+            return _HELLO.get(sub, NORMAL)  # no version, or one refused (-NOPROTO): no switch
+        return NORMAL  # RESET with arguments too; inside MULTI, a pub/sub command
 
     def _reset(self) -> None:
         """RESET runs at once (inside MULTI too), back to RESP2 with CLIENT REPLY ON, and
@@ -338,7 +337,7 @@ class CommandScanner:
         replying, but not a SKIP already in force). With `reauth` the proxy's AUTH follows
         it, and that reply is the proxy's."""
         silent = self.skip_next
-        self.protocol, self.multi, self.reply_off, self.skip_next = 2, None, False, False
+        self.multi, self.reply_off, self.skip_next = None, False, False
         if not silent:
             self.pending.add(RESET)
         if self.reauth:

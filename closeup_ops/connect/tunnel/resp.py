@@ -3,6 +3,7 @@
 - `frame_end` finds where a complete frame ends without building Python objects;
 - `parse` / `encode` turn a (small) frame into a tree and back, byte for byte for the parts
   left alone (scalars keep their raw payload);
+- `first_word` reads the verb a pub/sub reply starts with;
 - `Pending` is the queue of reply kinds a connection waits for (scan.py fills and pops it).
 """
 
@@ -22,7 +23,10 @@ ERROR_TYPES = frozenset(b"-!")
 # What a reply answers (an int), or a tuple of kinds for an EXEC holding those replies.
 # REAUTH: the reply to the proxy's own AUTH after a client's RESET (the client never sees it).
 # ROLE / INFO: replies naming a primary's replicas or a replica's primary (replication.py).
+# SUBSCRIBE: the replies to one (P|S)(UN)SUBSCRIBE (Pending.add says how many).
+# HELLO2 / HELLO3: a HELLO asking for that protocol, which holds only if the reply is no error.
 NORMAL, SLOTS, SHARDS, NODES, MONITOR, SUBSCRIBE, RESET, REAUTH, ROLE, INFO = range(10)
+HELLO2, HELLO3 = 10, 11
 TOPOLOGY = frozenset((SLOTS, SHARDS, NODES, ROLE, INFO))  # replies whose addresses are rewritten
 Kind = Union[int, tuple]
 
@@ -113,10 +117,34 @@ def encode(frame: Frame) -> bytes:
     return tb + payload + CRLF
 
 
+def first_word(buf: bytes, pos: int) -> bytes | None:
+    """The first element of the array or push at `pos` when it is a short bulk string (the
+    verb of a pub/sub reply: `message`, `subscribe`, `pong`...), else b""; None while the
+    bytes that decide it have not all arrived. Reads no further than that element."""
+    n = len(buf)
+    eol = buf.find(CRLF, pos, pos + 24)
+    if eol < 0:
+        return None if n - pos < 24 else b""
+    p = eol + 2
+    if p >= n:
+        return None
+    if buf[p] != 36:  # not '$'
+        return b""
+    eol = buf.find(CRLF, p, p + 6)
+    if eol < 0:
+        return None if n - p < 6 else b""
+    size = int(buf[p + 1 : eol])
+    if not 0 < size <= 16:
+        return b""
+    end = eol + 2 + size
+    return buf[eol + 2 : end] if end <= n else None
+
+
 class Pending:
     """The kinds of the replies a connection still waits for, in order, kept compact: the
     NORMAL replies are counts (a pipeline of 10,000 GETs is one number), only the special
-    ones are entries: `specials` holds [NORMAL replies before it, kind]."""
+    ones are entries: `specials` holds [NORMAL replies before it, kind], and for SUBSCRIBE
+    a third item, the confirmations still due (0: as many as the channels held)."""
 
     __slots__ = ("specials", "tail")
 
@@ -125,8 +153,13 @@ class Pending:
         self.tail = 0  # NORMAL replies after the last special one
 
     def add(self, kind: Kind, count: int = 1) -> None:
+        """`count` replies of `kind`; for SUBSCRIBE, one command naming `count` channels
+        (0: an UNSUBSCRIBE of all), answered by one confirmation per channel or one error."""
         if kind == NORMAL:
             self.tail += count
+        elif kind == SUBSCRIBE:
+            self.specials.append([self.tail, kind, count])
+            self.tail = 0
         else:
             for _ in range(count):
                 self.specials.append([self.tail, kind])
@@ -152,9 +185,9 @@ class Pending:
     def kinds(self) -> list:
         """Every kind due, in order (for tests and debugging)."""
         out: list = []
-        for before, kind in self.specials:
+        for before, kind, *_ in self.specials:
             out += [NORMAL] * before + [kind]
         return out + [NORMAL] * self.tail
 
     def __len__(self) -> int:
-        return sum(before + 1 for before, _ in self.specials) + self.tail
+        return sum(entry[0] + 1 for entry in self.specials) + self.tail

@@ -8,6 +8,16 @@ passed on). It only looks at header lines and skips payloads by length, so a lar
 streams and nothing else is copied or decoded; runs of small replies (a pipeline) are
 taken a few C calls at a time. The loop is written flat (locals, no per-element calls) on
 purpose.
+
+Pub/sub is followed as the server does it (redis-server 7): in RESP2 a connection holding
+any subscription is in pub/sub context, where messages come unasked and every other frame
+answers a request; it leaves after the (P|S)UNSUBSCRIBE that drops the last one (the count
+an UNSUBSCRIBE or PUNSUBSCRIBE reply gives is channels + patterns, a SUNSUBSCRIBE's shard
+channels only, so both are kept). In RESP3 confirmations are pushes, while a refused
+(S)SUBSCRIBE (-MOVED, -CROSSSLOT, -NOPERM) gets a plain error: the pending entry of a
+pub/sub command is taken by its error or by its last confirmation. Which protocol holds
+is learnt from HELLO's reply. Only frames met while a pub/sub entry is due, or in pub/sub
+context, take the slower path (`_pubsub`); MONITOR stays a stream until `+RESET`.
 """
 
 from __future__ import annotations
@@ -18,6 +28,8 @@ from collections.abc import Callable
 from closeup_ops.connect.tunnel.commands import CommandScanner
 from closeup_ops.connect.tunnel.resp import (
     CRLF,
+    HELLO2,
+    HELLO3,
     MONITOR,
     NORMAL,
     REAUTH,
@@ -25,6 +37,7 @@ from closeup_ops.connect.tunnel.resp import (
     SUBSCRIBE,
     Kind,
     Pending,
+    first_word,
     frame_end,
     needs_rewrite,
 )
@@ -58,6 +71,10 @@ def _run_end(data: bytes, pos: int, t: int) -> tuple[int, int]:
 
 
 _MAX_HOLD = 1 << 20  # an unfinished header line longer than this is not RESP
+_MESSAGES = frozenset((b"message", b"pmessage", b"smessage"))  # unasked
+# a confirmation's verb -> which count it gives: channels + patterns (0, 1), shard (2)
+_CONFIRMS = {b"subscribe": 0, b"unsubscribe": 0, b"psubscribe": 1, b"punsubscribe": 1}
+_CONFIRMS |= {b"ssubscribe": 2, b"sunsubscribe": 2}
 
 
 def _whole(kind: Kind) -> bool:
@@ -77,11 +94,11 @@ class ReplyScanner:
         self.rewrite = rewrite
         self.redirect = redirect
         self.reauthed = reauthed
-        # Stream mode (after MONITOR, or a RESP2 SUBSCRIBE): replies cannot be paired with
-        # requests (messages come unasked). Only (P|S)(UN)SUBSCRIBE, PING, QUIT and RESET are
-        # accepted there, and MONITOR accepts nothing but RESET/QUIT, so no topology answer
-        # can arrive; -MOVED/-ASK are still rewritten by content; `+RESET` ends it.
-        self.stream = False
+        # MONITOR: a stream, nothing paired until `+RESET` (-MOVED/-ASK still rewritten by
+        # content); SUBSCRIBE: RESP2 pub/sub context (see the module doc); 0: neither
+        self.stream = NORMAL
+        self.protocol = 2  # as the server's replies to HELLO and RESET said
+        self.subs = [0, 0, 0]  # subscriptions held: channels, patterns, shard channels
         self._hold = b""
         self._todo = 0  # elements still due to finish the reply in progress (0: between)
         self._skip = 0  # bytes of a bulk payload still to pass on
@@ -116,24 +133,40 @@ class ReplyScanner:
                 break
             if not todo:  # a new reply starts here
                 t = data[pos]
-                if not specials and not self.stream:
+                slow = self.stream
+                if not specials and not slow:
                     end, count = _run_end(data, pos, t)
                     if count:  # a run of small plain replies (a pipeline): a few C calls
                         pending.tail = max(pending.tail - count, 0)
                         pos = end
                         continue
                 todo = 1
-                if t != 62 and not self.stream:  # a push ('>') answers no request
+                if slow:
+                    pass
+                elif t != 62:  # a push ('>') answers no request
                     if specials:
                         head = specials[0]
                         if head[0]:
                             head[0] -= 1
+                        elif head[1] == SUBSCRIBE:
+                            slow = SUBSCRIBE
                         else:
                             specials.popleft()
                             self._kind, self._top = head[1], t
                             whole = _whole(head[1])
                     elif pending.tail:
                         pending.tail -= 1
+                elif specials and not specials[0][0] and specials[0][1] == SUBSCRIBE:
+                    slow = SUBSCRIBE  # maybe the confirmation it waits for
+                if slow:
+                    end = self._pubsub(data, pos, t, slow)
+                    if end:  # a confirmation, taken whole; or more bytes are needed
+                        todo = 0
+                        if end < 0:
+                            break
+                        pos = end
+                        continue
+                    whole = self._kind != NORMAL and _whole(self._kind)
             if whole:  # a topology answer: rewritten whole (they are small); our AUTH's: kept
                 end = frame_end(data, pos)
                 if end < 0:
@@ -172,7 +205,7 @@ class ReplyScanner:
                     out.append(data[start:pos])
                     out.append(self.redirect(data[pos : eol + 2]))
                     start = eol + 2
-                elif self.stream and todo == 1 and data[pos:eol] == b"+RESET":
+                elif self.stream == MONITOR and todo == 1 and data[pos:eol] == b"+RESET":
                     self._end_stream()
                 pos = eol + 2
                 todo -= 1
@@ -188,13 +221,84 @@ class ReplyScanner:
         out.append(data[start:pos])
         return out
 
+    def _pubsub(self, data: bytes, pos: int, t: int, mode: Kind) -> int:
+        """A frame at `pos` met in pub/sub context (`mode` SUBSCRIBE), while a pub/sub
+        command's entry is due, or in a MONITOR stream. A confirmation is taken whole and
+        counted: its end is returned. 0: the frame is walked as usual, paired with a request
+        here if it answers one (not a message, a push, or a MONITOR line). -1: more bytes."""
+        if mode == MONITOR:
+            return 0
+        if t == (62 if self.protocol == 3 else 42):  # a push, or a RESP2 array
+            word = first_word(data, pos)
+            if word is None:
+                return -1
+            if word in _MESSAGES:
+                return 0
+            which = _CONFIRMS.get(word)
+            if which is not None:
+                end = frame_end(data, pos)
+                if end > 0:
+                    self._confirmed(which, int(data[data.rindex(b":", pos, end) + 1 : end - 2]))
+                return end
+        if t == 62:
+            return 0  # a push of another kind (a client-tracking invalidation...)
+        pending = self.pending
+        specials = pending.specials
+        if specials:
+            head = specials[0]
+            if head[0]:
+                head[0] -= 1
+            else:
+                specials.popleft()
+                self._kind, self._top = head[1], t
+        elif pending.tail:
+            pending.tail -= 1
+        return 0
+
+    def _confirmed(self, which: int, count: int) -> None:
+        """A (P|S)(UN)SUBSCRIBE confirmation saying `count`: one of the replies due to the
+        pub/sub command at the head of the queue."""
+        subs = self.subs
+        if which == 2:
+            subs[2] = count
+        else:  # the count is channels + patterns: the difference is this kind's
+            subs[which] += count - subs[0] - subs[1]
+        specials = self.pending.specials
+        if specials and not specials[0][0] and specials[0][1] == SUBSCRIBE:
+            head = specials[0]
+            if head[2] > 1:
+                head[2] -= 1
+            elif head[2] == 1 or not subs[which]:  # an UNSUBSCRIBE of all: one per channel
+                specials.popleft()
+                self._pubsub_done()
+
+    def _pubsub_done(self) -> None:
+        """A pub/sub command has all its replies: RESP2 is in pub/sub context while any
+        subscription is held (the server decides so after each of them)."""
+        if self.protocol == 2 and self.stream != MONITOR:
+            self.stream = SUBSCRIBE if any(self.subs) else NORMAL
+
     def _reply_done(self) -> None:
         kind, self._kind = self._kind, NORMAL
-        if (kind == MONITOR or kind == SUBSCRIBE) and self._top not in (45, 33):  # not an error
-            self.stream = True
+        if kind == SUBSCRIBE:  # its error (confirmations are counted as they come)
+            self._pubsub_done()
+        elif self._top == 45 or self._top == 33:
+            return  # an error: nothing switched
+        elif kind == MONITOR:
+            self.stream = MONITOR
+        elif kind == RESET:
+            self._reset()
+        elif kind == HELLO3 or kind == HELLO2:
+            self.protocol = 3 if kind == HELLO3 else 2
+            # subscriptions made in RESP3 put the connection in RESP2 pub/sub context now
+            self.stream = SUBSCRIBE if kind == HELLO2 and any(self.subs) else NORMAL
+
+    def _reset(self) -> None:
+        self.stream, self.protocol, self.subs = NORMAL, 2, [0, 0, 0]
 
     def _end_stream(self) -> None:
-        self.stream = False
+        """`+RESET` ends a MONITOR stream: the requests sent meanwhile are dropped."""
+        self._reset()
         specials = self.pending.specials
         while specials:  # requests sent in stream mode, up to the RESET that ended it
             if specials.popleft()[1] == RESET:

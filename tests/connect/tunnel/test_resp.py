@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from closeup_ops.connect.tunnel.resp import (
+    HELLO3,
     MONITOR,
     NODES,
     NORMAL,
@@ -126,14 +127,19 @@ def test_client_reply_off_and_skip_expect_no_reply():
     assert scan_requests(data)[0] == [SLOTS, NORMAL, NODES]
 
 
-def test_subscribe_pairs_in_resp2_and_is_push_only_in_resp3():
-    pending, scanner = scan_requests(cmd("SUBSCRIBE", "a", "b") + cmd("UNSUBSCRIBE", "a", "b"))
-    assert pending == [SUBSCRIBE, NORMAL, NORMAL]
+def test_pubsub_commands_are_recorded_alike_in_resp2_and_resp3():
+    """Each (P|S)(UN)SUBSCRIBE is one entry, whatever the protocol: the reply scanner counts
+    its confirmations (or its one error) off it; HELLO is recorded, and only its successful
+    reply switches the protocol (test_pubsub_pairing.py)."""
+    pending, _ = scan_requests(
+        cmd("SUBSCRIBE", "a", "b") + cmd("UNSUBSCRIBE", "a", "b") + cmd("UNSUBSCRIBE")
+    )
+    assert pending == [SUBSCRIBE] * 3
     data = cmd("HELLO", "3") + cmd("SUBSCRIBE", "a") + cmd("SSUBSCRIBE", "s") + cmd("GET", "k")
-    pending, scanner = scan_requests(data)
-    assert pending == [NORMAL, NORMAL] and scanner.protocol == 3
-    pending, scanner = scan_requests(data + cmd("RESET") + cmd("MONITOR"))
-    assert pending == [NORMAL, NORMAL, RESET, MONITOR] and scanner.protocol == 2
+    assert scan_requests(data)[0] == [HELLO3, SUBSCRIBE, SUBSCRIBE, NORMAL]
+    assert scan_requests(data + cmd("RESET") + cmd("MONITOR"))[0] == [
+        HELLO3, SUBSCRIBE, SUBSCRIBE, NORMAL, RESET, MONITOR,
+    ]  # fmt: skip
 
 
 # ---- replies -----------------------------------------------------------------------------
