@@ -107,3 +107,27 @@ def test_a_client_that_sends_faster_than_the_server_takes_is_paused_too(server, 
     sock.close()
     direct.delete("bp:req")
     direct.close()
+
+
+def test_a_client_gone_mid_reply_closes_its_server_connection(server, proxy):
+    """An app killed while a big reply streams to it: the proxy drops that connection to the
+    server (no leak on the cache's maxclients), and goes on serving others."""
+    direct = redis.Redis(port=server.port)
+    direct.set("bp:gone", b"y" * VALUE)
+    sock = socket.create_connection(("127.0.0.1", proxy.local), timeout=30)
+    try:
+        sock.sendall(b"*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$7\r\nbp-gone\r\n")
+        assert sock.recv(100) == b"+OK\r\n"
+        assert any(c["name"] == "bp-gone" for c in direct.client_list())
+        sock.sendall(b"*2\r\n$3\r\nGET\r\n$7\r\nbp:gone\r\n" * 4)
+        assert sock.recv(65536)  # the reply has started
+    finally:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.close()  # a reset, as when the process dies with unread data
+    wait_until(lambda: not any(c["name"] == "bp-gone" for c in direct.client_list()), "gone", 10)
+    wait_until(lambda: not proxy.clients, "the proxy forgot the client", 10)
+    again = redis.Redis(port=proxy.local, socket_timeout=10)
+    assert again.strlen("bp:gone") == VALUE
+    again.close()
+    direct.delete("bp:gone")
+    direct.close()
