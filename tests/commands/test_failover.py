@@ -89,7 +89,11 @@ def test_via_bastion_probes_through_the_tunnel(cli, redis_plain, sshd):
     from helpers.bastion import bastion_env
 
     env = {**server_env(redis_plain), **bastion_env(sshd)}
-    r = cli("failover-test", "--via-bastion", "--json", "--duration", "1", env=env)
+    # a generous per-request timeout: an SSH channel on a loaded machine is no outage
+    r = cli(
+        "failover-test", "--via-bastion", "--json", "--duration", "1", "--probe-timeout", "5",
+        env=env,
+    )  # fmt: skip
     assert r.code == 0, r.err
     s = r.json()["summary"]
     assert s["acknowledged"] == s["attempted"] > 5 and s["lost"] == 0
@@ -106,7 +110,41 @@ def test_unreachable_cache_exits_3_before_any_trigger(cli):
 
 def test_tls_cache_is_probed_over_tls(cli, redis_tls, tls_files):
     env = server_env(redis_tls, REDIS_TLS="true", REDIS_CA_CERT=str(tls_files.ca))
-    r = cli("failover-test", "--json", "--duration", "0.5", env=env)
+    # a generous per-request timeout: a slow TLS handshake on a loaded machine is no outage
+    r = cli("failover-test", "--json", "--duration", "0.5", "--probe-timeout", "5", env=env)
     assert r.code == 0, r.err
     s = r.json()["summary"]
     assert s["acknowledged"] == s["attempted"] > 3 and s["lost"] == 0
+
+
+def test_a_slow_first_answer_is_waited_for_with_redis_timeout(cli, tmp_path, monkeypatch):
+    """Before probing, failover-test asks who the primary is (INFO). That question is given
+    REDIS_TIMEOUT, not the probe's short per-request timeout (0.5 s at --interval 0.05): a
+    first TLS handshake or SSH channel may take longer; and the run's --duration counts from
+    after it. Here the server holds every command for 2 s from the moment the probe's client
+    is made, just before that question."""
+    import redis
+
+    from closeup_ops.local.servers import start_redis
+    from closeup_ops.ops.failover import run
+
+    server = start_redis(tmp_path / "paused")
+    real = run.probe_client
+
+    def then_pause(*args, **kwargs):
+        made = real(*args, **kwargs)
+        with redis.Redis(host=server.host, port=server.port) as admin:
+            admin.execute_command("CLIENT", "PAUSE", 2000, "ALL")
+        return made
+
+    monkeypatch.setattr(run, "probe_client", then_pause)
+    try:
+        r = cli("failover-test", "--json", "--duration", "0.5", "--interval", "0.05",
+                env=server_env(server, REDIS_TIMEOUT="10"))  # fmt: skip
+    finally:
+        server.stop()
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert doc["probe_timeout_s"] == 0.5  # 4 x shorter than the pause
+    assert doc["primary_before"]["address"].endswith(f":{server.port}")
+    assert doc["summary"]["acknowledged"] > 0  # the 0.5 s of probing came after the wait

@@ -166,6 +166,12 @@ class Probe:
     def now(self) -> float:
         return self.clock() - self.t0
 
+    def start_clock(self) -> None:
+        """Probe seconds count from now: a slow first answer before the run (the INFO that
+        names the primary) takes nothing from --duration nor from --trigger-after."""
+        self.t0 = self.clock()
+        self.started_at = datetime.datetime.now(datetime.timezone.utc)
+
     def attempt(self, seq: int) -> Attempt:
         key, value = self.keys.key(seq), str(seq)
         start = self.clock()
@@ -217,15 +223,20 @@ class Probe:
         self.node = name
         return name
 
-    def identity(self) -> NodeIdentity | None:
-        """Who answers for the probe's key now: address and run id (None when unreachable)."""
+    def identity(self, via: Any = None) -> NodeIdentity | None:
+        """Who answers for the probe's key now: address and run id (None when unreachable).
+
+        `via`: another client of the same endpoint to ask through instead of the probe's,
+        e.g. the command's own, whose timeout is REDIS_TIMEOUT: the probe's short one is
+        too short to wait for a first TLS handshake or SSH channel before the run."""
+        client = self.client if via is None else via
         try:
             if self.cluster:
-                node = self.client.nodes_manager.get_node_from_slot(self.slot)
+                node = client.nodes_manager.get_node_from_slot(self.slot)
                 info = node.redis_connection.info("server")
                 address = f"{node.host}:{node.port}"
             else:
-                info = self.client.info("server")
+                info = client.info("server")
                 address = f"{_resolve(self.host)}:{info.get('tcp_port', '?')}"
         except Exception:
             return None

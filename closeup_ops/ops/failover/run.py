@@ -191,12 +191,16 @@ def run_failover_test(
         probe = Probe(
             probe_client(local, target.cluster, timeout, remap), keys, target.cluster, local.host
         )
-        before = probe.identity()
+        # through the command's client, with REDIS_TIMEOUT: the probe's timeout is for
+        # measuring, not for waiting on the first answer
+        before = probe.identity(via=target.client)
         if before is None:
             target.client.ping()  # raises the real reason
             raise ConnectError(
                 f"cannot read INFO from {settings.endpoint}", "check the ACL user may run INFO"
             )
+        probe.start_clock()
+        before.t = 0.0  # the primary at the start
         report = _measure(
             probe,
             opts,
