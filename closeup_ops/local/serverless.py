@@ -155,8 +155,8 @@ def _config(
     return path
 
 
-def _start_node(config: Path, workdir: Path, prefix: list[str]) -> subprocess.Popen:
-    proc = subprocess.Popen(
+def _spawn_node(config: Path, workdir: Path, prefix: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
         [*prefix, redis_server_binary(), str(config)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -164,6 +164,9 @@ def _start_node(config: Path, workdir: Path, prefix: list[str]) -> subprocess.Po
         start_new_session=True,
         cwd=workdir,
     )
+
+
+def _wait_ready(proc: subprocess.Popen, workdir: Path) -> None:
     log = workdir / "redis.log"
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -171,7 +174,7 @@ def _start_node(config: Path, workdir: Path, prefix: list[str]) -> subprocess.Po
             tail = log.read_text(errors="replace")[-600:] if log.exists() else ""
             raise RuntimeError(f"serverless stand-in node exited: {tail}")
         if log.exists() and "Ready to accept connections" in log.read_text(errors="replace"):
-            return proc
+            return
         time.sleep(0.02)
     proc.kill()
     raise RuntimeError("serverless stand-in node not ready after 15 s")
@@ -187,8 +190,9 @@ def start_serverless(
 ) -> ServerlessStandIn:
     """Start the primary and the reader, join them, wait until the replica is in sync.
 
-    `on_start` (when given) is called with each node as soon as it runs, so a caller can
-    record it (and stop it when a later step fails)."""
+    `on_start` (when given) is called with each node as soon as its process exists, before
+    it is ready, so a caller can record it (and stop it when a later step fails, or when
+    the caller is killed while the node starts: it runs in a session of its own)."""
     workdir = Path(workdir)
     tls = make_tls_files(workdir / "tls", names=(endpoint,), ips=(LOOPBACK, *extra_binds), days=90)
     stand_in = ServerlessStandIn(
@@ -222,10 +226,11 @@ def start_serverless(
             version=stand_in.version,
             announce_ip=extra_binds[0] if extra_binds else None,
         )
-        proc = _start_node(config, node_dir, [])
+        proc = _spawn_node(config, node_dir, [])
         nodes.append(Node(role, port, proc.pid, node_dir))
         if on_start:
             on_start(nodes[-1])
+        _wait_ready(proc, node_dir)
     stand_in.nodes = nodes
     _form_cluster(stand_in)
     return stand_in
