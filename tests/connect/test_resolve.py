@@ -85,7 +85,9 @@ def test_failover_probe_dials_what_resolve_names(cli, redis_tls, tls_files):
     # the probe builds its own clients (no retries, short timeouts): through the same
     # factory, so a name only REDIS_RESOLVE knows is reached and its certificate checked
     env = _tls_env(redis_tls, tls_files, "node1.cache.closeup.test")
-    r = cli("failover-test", "--json", "--duration", "1", "--interval", "0.05", env=env)
+    # a generous per-request timeout: a slow TLS handshake on a loaded machine is no outage
+    r = cli("failover-test", "--json", "--duration", "1", "--interval", "0.05",
+            "--probe-timeout", "5", env=env)  # fmt: skip
     assert r.code == 0, r.err
     summary = r.json()["summary"]
     assert summary["acknowledged"] > 0 and summary["errors_by_type"] == {}, summary

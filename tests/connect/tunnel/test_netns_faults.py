@@ -155,7 +155,13 @@ def test_non_loopback_bind_is_refused_unless_asked(vpc):
     assert len(lines) == 1 and "--allow-remote-bind" in lines[0], r.stderr
     held = TextTunnel(vpc, env, "--bind", LAPTOP_IP, "--allow-remote-bind")
     try:
-        assert any("warning" in ln and "ANYONE" in ln and LAPTOP_IP in ln for ln in held.err)
+        # stderr is read by a thread of its own: the warning may land just after the export
+        wait_until(
+            lambda: any(
+                "warning" in ln and "ANYONE" in ln and LAPTOP_IP in ln for ln in list(held.err)
+            ),
+            "the warning that anyone on the network can connect",
+        )
         assert held.exports["REDIS_HOST"] == LAPTOP_IP
         # Reachable from another machine (the vpc side of the veth), as warned.
         got = subprocess.run(

@@ -101,7 +101,19 @@ def settings_for(tmp_path, monkeypatch):
 def test_trigger_aws_calls_test_failover_and_puts_events_on_the_timeline(pair, settings_for):
     client = elasticache()
     stub = Stubber(client)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    # ElastiCache dates its events as they happen: from when TestFailover is called (after
+    # the probe started), not from when this test began - on a loaded machine the setup
+    # can take seconds, and a completion dated before the run does not end the reading of
+    # events. The dates are set in the TestFailover hook below: the stubbed responses are
+    # handed back as these very dicts.
+    dated: list[tuple[dict, float]] = []
+
+    def event(source: str, kind: str, message: str, after_s: float = 0.0) -> dict:
+        e = {"SourceIdentifier": source, "SourceType": kind, "Message": message,
+             "Date": datetime.datetime.now(datetime.timezone.utc)}  # fmt: skip
+        dated.append((e, after_s))
+        return e
+
     stub_find_cache(stub, group(NODE1))
     stub.add_response(
         "test_failover",
@@ -112,19 +124,13 @@ def test_trigger_aws_calls_test_failover_and_puts_events_on_the_timeline(pair, s
         "describe_events",
         {
             "Events": [
-                {
-                    "SourceIdentifier": GROUP,
-                    "SourceType": "replication-group",
-                    "Message": "Test Failover API called for node group 0001",
-                    "Date": now,
-                },
-                {
-                    "SourceIdentifier": GROUP,
-                    "SourceType": "replication-group",
-                    "Message": f"Failover from primary node {NODE1} to replica node {NODE2} "
-                    "completed",
-                    "Date": now + datetime.timedelta(seconds=2),
-                },
+                event(GROUP, "replication-group", "Test Failover API called for node group 0001"),
+                event(
+                    GROUP,
+                    "replication-group",
+                    f"Failover from primary node {NODE1} to replica node {NODE2} completed",
+                    after_s=2,
+                ),
             ]
         },
         {
@@ -139,18 +145,8 @@ def test_trigger_aws_calls_test_failover_and_puts_events_on_the_timeline(pair, s
         "describe_events",
         {
             "Events": [
-                {
-                    "SourceIdentifier": NODE1,
-                    "SourceType": "cache-cluster",
-                    "Message": "Recovering cache nodes 0001",
-                    "Date": now,
-                },
-                {
-                    "SourceIdentifier": "other-cache-001",
-                    "SourceType": "cache-cluster",
-                    "Message": "not ours",
-                    "Date": now,
-                },
+                event(NODE1, "cache-cluster", "Recovering cache nodes 0001"),
+                event("other-cache-001", "cache-cluster", "not ours"),
             ]
         },
         {"SourceType": "cache-cluster", "StartTime": ANY, "EndTime": ANY, "MaxRecords": 100},
@@ -169,7 +165,14 @@ def test_trigger_aws_calls_test_failover_and_puts_events_on_the_timeline(pair, s
         pair.endpoint.set_upstream(("127.0.0.1", pair.replica.port))
 
     injector = Injector(outage)
-    client.meta.events.register("after-call.elasticache.TestFailover", lambda **_: injector.start())
+
+    def failover_called(**_) -> None:
+        called = datetime.datetime.now(datetime.timezone.utc)
+        for e, after_s in dated:
+            e["Date"] = called + datetime.timedelta(seconds=after_s)
+        injector.start()
+
+    client.meta.events.register("after-call.elasticache.TestFailover", failover_called)
     settings = settings_for(host="127.0.0.1", port=str(pair.endpoint.port), cache=GROUP)
     with stub:
         report = run_failover_test(
@@ -188,7 +191,12 @@ def test_trigger_aws_calls_test_failover_and_puts_events_on_the_timeline(pair, s
     assert ev["trigger"]["detail"].startswith(f"TestFailover {GROUP} node group 0001")
     aws_lines = [e.detail for e in report.timeline if e.event == "aws event"]
     assert any("Failover from primary node" in line for line in aws_lines)
-    assert ev["first error"]["t"] >= ev["trigger"]["t"]
+    # an attempt is stamped with its start: the first to fail may have begun just before the
+    # trigger (the thread that calls TestFailover woke late); it was in flight then, and
+    # cannot have ended before the trigger
+    first = next(a for a in report.attempts if not a.ok)
+    assert ev["first error"]["t"] == first.t
+    assert first.t + first.latency_ms / 1000 >= ev["trigger"]["t"]
     assert "new primary" in ev and "recovery" in ev
     assert report.summary.downtime_s > 0.3 and report.summary.recovered
 
@@ -268,7 +276,8 @@ def test_trigger_aws_shard_picks_the_node_group(redis_plain, settings_for, monke
     with stub:
         report = run_failover_test(
             settings,
-            FailoverOptions(trigger="aws", shard="2", duration=0.6, trigger_after=0.1),
+            # a generous per-request timeout: a loaded machine's pause is no outage
+            FailoverOptions(trigger="aws", shard="2", duration=0.6, trigger_after=0.1, timeout=5),
             elasticache=client,
         )
         stub.assert_no_pending_responses()

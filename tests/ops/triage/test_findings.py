@@ -53,7 +53,21 @@ def background(work):
         thread.join(10)
 
 
+def calls(commandstats: dict) -> dict[str, int]:
+    """Calls by command ("info", "client|list") from INFO commandstats."""
+    return {k.removeprefix("cmdstat_"): v["calls"] for k, v in commandstats.items()}
+
+
 # --- healthy caches: no findings ----------------------------------------------------------
+
+
+def fresh_slowlog(*servers) -> None:
+    """Forget the slow commands that the test's own seeding or earlier tests (on the shared,
+    session-wide servers) left: on a loaded machine a SET or a DEL can take over 10 ms, and
+    that is a true finding about the window, not about the cache under test. Called just
+    before triage, on every node it reads."""
+    for s in servers:
+        client(s).slowlog_reset()
 
 
 def test_healthy_standalone_has_no_findings(cli, server):
@@ -61,6 +75,7 @@ def test_healthy_standalone_has_no_findings(cli, server):
     c = client(s)
     for i in range(200):
         c.set(f"user:{i}", "x" * 100, ex=600)
+    fresh_slowlog(s)
     r, doc = triage(cli, s)
     assert r.code == 0, r.err
     assert doc["findings"] == []
@@ -78,16 +93,8 @@ def test_healthy_standalone_has_no_findings(cli, server):
     assert doc["keys"]["namespaces"][0]["ttl_share"] == 1.0
 
 
-def fresh_slowlog(*servers) -> None:
-    """Forget the slow commands that earlier tests left on these shared (session-wide)
-    servers: on a loaded machine a DEL of a test's keys can take over 10 ms, and that is a
-    true finding about the window, not about this test's cache."""
-    for s in servers:
-        client(s).slowlog_reset()
-
-
 def test_healthy_cluster_and_replicated_have_no_findings(cli, redis_cluster, redis_replicated):
-    fresh_slowlog(*redis_cluster.nodes, redis_replicated.primary, redis_replicated.replica)
+    fresh_slowlog(*redis_cluster.nodes)
     r, doc = triage(cli, redis_cluster.entry)
     assert r.code == 0, r.err
     assert doc["findings"] == [] and doc["cluster"] is True
@@ -99,6 +106,7 @@ def test_healthy_cluster_and_replicated_have_no_findings(cli, redis_cluster, red
                      "REDIS_PORT": str(redis_cluster.entry.port)})  # fmt: skip
     assert "## Shards" in human.out and "Largest shard against the median: memory" in human.out
     for s in (redis_replicated.primary, redis_replicated.replica):
+        fresh_slowlog(s)
         r, doc = triage(cli, s)
         assert r.code == 0, r.err
         assert doc["findings"] == []
@@ -209,22 +217,34 @@ def test_rejected_connections_rising_are_critical(cli, server):
     rose - the finding comes from the rate, produced here on a real server."""
     s = server("--maxclients", "40")
     watcher = client(s)
-    base = watcher.info("commandstats").get("cmdstat_info", {}).get("calls", 0)
+    base = calls(watcher.info("commandstats"))
     polls = [1]  # the watcher's own INFO calls
     outcome: dict[str, object] = {}
 
-    def triage_has_read_info() -> bool:
+    def triage_is_between_its_reads() -> bool:
+        """Triage is past the first INFO read and needs no new connection until the second:
+        two INFO calls cover the nodes part's first INFO, which holds rejected_connections
+        (the call before it is connect()'s INFO cluster, or without that the first read's
+        INFO commandstats, on a connection already open), and the slowlog and clients parts
+        are done (LATENCY LATEST is the slowlog part's last command, CLIENT LIST the clients
+        part's only one). A flood earlier would refuse one of triage's own connections, or
+        end before the first read and leave no rise between the two reads."""
         # INFO's own count excludes the call that reads it: what is left is triage's
-        calls = watcher.info("commandstats").get("cmdstat_info", {}).get("calls", 0)
-        theirs = calls - base - polls[0]
+        now = calls(watcher.info("commandstats"))
+        theirs = {name: now.get(name, 0) - base.get(name, 0) for name in now}
+        theirs["info"] -= polls[0]
         polls[0] += 1
-        return theirs >= 1
+        return (
+            theirs["info"] >= 2
+            and theirs.get("latency|latest", 0) >= 1
+            and theirs.get("client|list", 0) >= 1
+        )
 
     def flood(stop: threading.Event) -> None:
         # raw sockets: a refused connection is one reply, with no client-side retries
         held: list[socket.socket] = []
         try:
-            wait_until(triage_has_read_info, "triage's first INFO read")
+            wait_until(triage_is_between_its_reads, "triage's first reads")
             refused = 0
             for _ in range(80):
                 sock = socket.create_connection((s.host, s.port), timeout=5)
