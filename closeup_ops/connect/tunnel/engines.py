@@ -65,6 +65,8 @@ class OpenSshForwards:
         self.proc: subprocess.Popen | None = None
         self.stderr: deque[str] = deque(maxlen=30)
         self._dir = Path(tempfile.mkdtemp(prefix="closeup-ops-ssh-"))
+        self._control = self._dir / "ctl"
+        self.restarts = 0  # times set_forwards had to restart ssh (tests, diagnostics)
         self.pin(host_key)
 
     def pin(self, host_key: Any) -> None:
@@ -92,6 +94,10 @@ class OpenSshForwards:
             "ServerAliveInterval": "5",  # a dead session is noticed in ~15 s
             "ServerAliveCountMax": "3",
             "LogLevel": "ERROR",
+            # a control socket: -L forwards are added and cancelled on the running session
+            # (`ssh -O forward|cancel`), with no restart (set_forwards)
+            "ControlMaster": "yes",
+            "ControlPath": str(self._control),
         }
         cmd = [binary, "-N", "-T", "-F", "/dev/null", "-p", str(b.port), "-l", b.user]
         for name, value in options.items():
@@ -110,14 +116,50 @@ class OpenSshForwards:
         return socks5_dialer(self.socks_port, self.bastion.timeout)
 
     def set_forwards(self, forwards: list[Forward]) -> None:
-        """Change the -L forwards; a running child is restarted (same SOCKS port)."""
-        if list(forwards) == self.forwards:
+        """Change the -L forwards: on the running session through its control socket (a
+        new forward listens at once, the SOCKS forward and its connections stay), else by
+        restarting ssh (same SOCKS port)."""
+        forwards = list(forwards)
+        if forwards == self.forwards:
+            return
+        if self.alive() and self._control_forwards(forwards):
             return
         running = self.alive()
         self.stop()
-        self.forwards = list(forwards)
+        self.forwards = forwards
         if running:
+            self.restarts += 1
             self.start()
+
+    def _control_forwards(self, forwards: list[Forward]) -> bool:
+        """Cancel and add -L forwards with `ssh -O` on the master's control socket. False
+        when that is not possible (no socket, an ssh without multiplexing, a refused
+        forward): the caller restarts ssh, which reports a real failure as usual."""
+        binary = shutil.which("ssh")
+        if not binary or not self._control.exists():
+            return False
+        gone = [f for f in self.forwards if f not in forwards]
+        new = [f for f in forwards if f not in self.forwards]
+        base = [binary, "-F", "/dev/null", "-o", f"ControlPath={self._control}"]
+        for op, fwd in [("cancel", f) for f in gone] + [("forward", f) for f in new]:
+            try:
+                done = subprocess.run(
+                    [*base, "-O", op, "-L", fwd.ssh_spec(), self.bastion.host],
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    timeout=self.bastion.timeout,
+                )
+            except (OSError, subprocess.TimeoutExpired):
+                return False
+            if done.returncode != 0:
+                return False
+            if op == "cancel":
+                self.forwards.remove(fwd)
+            else:
+                self.forwards.append(fwd)
+        self.forwards = forwards
+        self._wait_listening()
+        return True
 
     def start(self) -> None:
         self.stderr.clear()

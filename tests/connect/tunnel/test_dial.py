@@ -79,3 +79,41 @@ def test_set_forwards_opens_and_frees_local_ports(engine, redis_plain):
     assert port_free(port)
     with engine.dialer()("127.0.0.1", redis_plain.port) as sock:  # dialer unaffected
         assert ping(sock) == b"+PONG\r\n"
+
+
+def test_openssh_adds_and_cancels_forwards_on_the_running_session(sshd, redis_plain):
+    """Through the control socket: same ssh process, and a SOCKS connection opened before
+    the change keeps working (a restart would have cut it)."""
+    b = bastion_for(sshd)
+    eng = OpenSshForwards(b, check(b), [], dynamic=True)
+    eng.start()
+    try:
+        pid = eng.proc.pid
+        held = eng.dialer()("127.0.0.1", redis_plain.port)
+        port = free_port()
+        eng.set_forwards([Forward("127.0.0.1", redis_plain.port, port)])
+        with socket.create_connection(("127.0.0.1", port), 5) as sock:
+            assert ping(sock) == b"+PONG\r\n"
+        eng.set_forwards([])
+        assert port_free(port)
+        assert eng.proc.pid == pid and eng.restarts == 0
+        assert ping(held) == b"+PONG\r\n"
+        held.close()
+    finally:
+        eng.close()
+
+
+def test_openssh_without_its_control_socket_restarts_to_change_forwards(sshd, redis_plain):
+    b = bastion_for(sshd)
+    eng = OpenSshForwards(b, check(b), [], dynamic=True)
+    eng.start()
+    try:
+        pid = eng.proc.pid
+        eng._control.unlink()  # as with an ssh that cannot multiplex
+        port = free_port()
+        eng.set_forwards([Forward("127.0.0.1", redis_plain.port, port)])
+        with socket.create_connection(("127.0.0.1", port), 5) as sock:
+            assert ping(sock) == b"+PONG\r\n"
+        assert eng.proc.pid != pid and eng.restarts == 1
+    finally:
+        eng.close()
