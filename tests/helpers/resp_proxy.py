@@ -7,6 +7,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import hiredis
+
 from closeup_ops.connect.tunnel.proxy import NodeProxy, Upstream
 
 
@@ -61,3 +63,41 @@ def read_all(sock: socket.socket, timeout: float = 10) -> bytes:
         if not chunk:
             return data
         data += chunk
+
+
+def cmd(*args: str | bytes) -> bytes:
+    """One command as a client sends it (a RESP array of bulk strings)."""
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a.encode() if isinstance(a, str) else a
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+class Conn:
+    """A raw client connection: sends bytes as given, reads replies one by one (hiredis, so
+    pushes read as lists and errors as ReplyError), keeping the raw bytes too."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.reader = hiredis.Reader()
+        self.raw = b""
+
+    def send(self, *commands: bytes) -> None:
+        self.sock.sendall(b"".join(commands))
+
+    def read(self, n: int = 1) -> list:
+        out = []
+        while len(out) < n:
+            got = self.reader.gets()
+            if got is False:
+                chunk = self.sock.recv(65536)
+                assert chunk, f"closed after {self.raw[-300:]!r}"
+                self.raw += chunk
+                self.reader.feed(chunk)
+                continue
+            out.append(got)
+        return out
+
+    def close(self) -> None:
+        self.sock.close()

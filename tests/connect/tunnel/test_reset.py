@@ -13,19 +13,11 @@ import socket
 import pytest
 import redis
 from helpers.common import ACL_PASSWORD, ACL_USER
-from helpers.resp_proxy import NameDial, open_proxy, read_all, wait_until
+from helpers.resp_proxy import NameDial, cmd, open_proxy, read_all, wait_until
 
 from closeup_ops.connect.tunnel.proxy import Upstream
 from closeup_ops.connect.tunnel.resp import MONITOR, NORMAL, REAUTH, RESET, Pending
 from closeup_ops.connect.tunnel.scan import CommandScanner, ReplyScanner
-
-
-def cmd(*args: str | bytes) -> bytes:
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a.encode() if isinstance(a, str) else a
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    return out
 
 
 def cuts(parts: list[bytes], step: int, c: bool) -> tuple[list[int], list, CommandScanner]:

@@ -7,6 +7,7 @@ code under test."""
 from __future__ import annotations
 
 import pytest
+from helpers.resp_proxy import cmd
 
 from closeup_ops.connect.tunnel.resp import (
     HELLO3,
@@ -22,14 +23,6 @@ from closeup_ops.connect.tunnel.resp import (
 )
 from closeup_ops.connect.tunnel.rewrite import rewrite_redirect, rewrite_reply
 from closeup_ops.connect.tunnel.scan import CommandScanner, ReplyScanner
-
-
-def cmd(*args: str | bytes) -> bytes:
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a.encode() if isinstance(a, str) else a
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    return out
 
 
 class Ports:

@@ -6,12 +6,9 @@ upstream connection, so CLIENT ID and REDIRECT name the server's own clients."""
 
 from __future__ import annotations
 
-import socket
-
-import hiredis
 import pytest
 import redis
-from helpers.resp_proxy import NameDial, open_proxy, wait_until
+from helpers.resp_proxy import Conn, NameDial, cmd, open_proxy, wait_until
 
 from closeup_ops.local.cluster import start_cluster
 
@@ -31,35 +28,6 @@ def proxy(cluster):
     yield px
     px.close()
     assert px.errors == []
-
-
-class Raw:
-    """A client socket that sends commands and reads whole RESP2/RESP3 replies (hiredis)."""
-
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.reader = hiredis.Reader()
-
-    def send(self, *commands: tuple) -> None:
-        out = b""
-        for args in commands:
-            out += b"*%d\r\n" % len(args)
-            for a in args:
-                a = a if isinstance(a, bytes) else str(a).encode()
-                out += b"$%d\r\n%s\r\n" % (len(a), a)
-        self.sock.sendall(out)
-
-    def read(self):
-        while True:
-            reply = self.reader.gets()
-            if reply is not False:
-                return reply
-            chunk = self.sock.recv(65536)
-            assert chunk, "closed"
-            self.reader.feed(chunk)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def owner_port(cluster, key: str) -> int:
@@ -87,22 +55,22 @@ def test_resp3_invalidation_push_reaches_the_tracking_client(cluster, proxy):
     port = owner_port(cluster, key)
     writer = redis.Redis(port=port, socket_timeout=10)
     writer.set(key, "v1")
-    c = Raw(local_for(cluster, proxy, port))
+    c = Conn(local_for(cluster, proxy, port))
     try:
-        c.send(("HELLO", "3"), ("CLIENT", "TRACKING", "ON"), ("GET", key))
-        assert c.read()[b"proto"] == 3
-        assert c.read() == b"OK"
-        assert c.read() == b"v1"
+        c.send(cmd("HELLO", "3"), cmd("CLIENT", "TRACKING", "ON"), cmd("GET", key))
+        assert c.read()[0][b"proto"] == 3
+        assert c.read()[0] == b"OK"
+        assert c.read()[0] == b"v1"
         # The push arrives while two requests wait for replies (a blocked BLPOP, then
         # CLUSTER SLOTS): it must answer neither, or the topology answer goes out as is.
-        c.send(("BLPOP", queue, "20"), ("CLUSTER", "SLOTS"))
+        c.send(cmd("BLPOP", queue, "20"), cmd("CLUSTER", "SLOTS"))
         wait_until(lambda: writer.info("clients")["blocked_clients"] == 1, "BLPOP blocked")
         writer.set(key, "v2")  # straight to the node: the server sends the invalidation
         writer.rpush(queue, "job")  # then BLPOP's reply
-        push = c.read()
+        push = c.read()[0]
         assert push == [b"invalidate", [key.encode()]], push
-        assert c.read() == [queue.encode(), b"job"]
-        assert_topology_is_local(c.read(), proxy)
+        assert c.read()[0] == [queue.encode(), b"job"]
+        assert_topology_is_local(c.read()[0], proxy)
     finally:
         c.close()
         writer.delete(key, queue)
@@ -115,20 +83,20 @@ def test_resp2_redirect_invalidations_reach_the_subscribed_client(cluster, proxy
     local = local_for(cluster, proxy, port)
     writer = redis.Redis(port=port, socket_timeout=10)
     writer.set(key, "v1")
-    sub, tracked = Raw(local), Raw(local)
+    sub, tracked = Conn(local), Conn(local)
     try:
-        sub.send(("CLIENT", "ID"), ("SUBSCRIBE", "__redis__:invalidate"))
-        sub_id = sub.read()
-        assert sub.read() == [b"subscribe", b"__redis__:invalidate", 1]
+        sub.send(cmd("CLIENT", "ID"), cmd("SUBSCRIBE", "__redis__:invalidate"))
+        sub_id = sub.read()[0]
+        assert sub.read()[0] == [b"subscribe", b"__redis__:invalidate", 1]
         # the id is the server's own: the node lists that client (the proxy's upstream)
         assert f"id={sub_id} " in writer.execute_command("CLIENT", "LIST").decode()
-        tracked.send(("CLIENT", "TRACKING", "ON", "REDIRECT", sub_id), ("GET", key))
-        assert tracked.read() == b"OK"
-        assert tracked.read() == b"v1"
+        tracked.send(cmd("CLIENT", "TRACKING", "ON", "REDIRECT", str(sub_id)), cmd("GET", key))
+        assert tracked.read()[0] == b"OK"
+        assert tracked.read()[0] == b"v1"
         writer.set(key, "v2")
-        assert sub.read() == [b"message", b"__redis__:invalidate", [key.encode()]]
-        tracked.send(("CLUSTER", "SLOTS"))
-        assert_topology_is_local(tracked.read(), proxy)
+        assert sub.read()[0] == [b"message", b"__redis__:invalidate", [key.encode()]]
+        tracked.send(cmd("CLUSTER", "SLOTS"))
+        assert_topology_is_local(tracked.read()[0], proxy)
     finally:
         sub.close()
         tracked.close()
