@@ -48,8 +48,9 @@ DEMO_ENTRY = f"clustercfg.{DEMO_DOMAIN}"  # the configuration endpoint: node 1's
 # The serverless-like endpoint: TLS, cluster mode, an ACL user, its own name for every slot
 SERVERLESS_NAME = "demo-xyz.serverless.use1.cache.amazonaws.com"
 SERVERLESS_IP, SERVERLESS_PORT = "10.231.6.30", 16390
-# The reader endpoint, port + 1 as 6379/6380 on AWS: a replica listed in CLUSTER SLOTS
-SERVERLESS_READER_PORT = SERVERLESS_PORT + 1
+# The reader endpoint: a replica under the same name, listed in CLUSTER SLOTS. Not port + 1
+# (AWS's 6379/6380), so that the tunnel must find it there, as with the sandbox's stand-in.
+SERVERLESS_READER_PORT = SERVERLESS_PORT + 5
 SERVERLESS_LAPTOP_IP = "10.231.99.99"  # what the laptop resolves it to: no route there
 SERVERLESS_USER, SERVERLESS_PASSWORD = "app", "srv-Pa55-word-77"
 # The IAM user of the same endpoint (its passwords: the tokens the test expects)

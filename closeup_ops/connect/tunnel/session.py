@@ -61,6 +61,7 @@ class Tunnel:
     engine: Any = None  # engines.OpenSshForwards or engines.ParamikoForwards
     reconnects: int = 0
     reader_port: int | None = None  # a serverless cache's reader endpoint, when proxied
+    reader_remote: int | None = None  # its port on the cache, as CLUSTER SLOTS says
     announce_nodes: bool = True  # say each node the proxy starts serving after open()
     # Only this process connects, and only after open() (--via-bastion, doctor): a likely
     # plain forward may listen while the cluster mode is asked, saving an ssh restart.
@@ -179,16 +180,18 @@ class Tunnel:
             connection_pool=redis.ConnectionPool(host=s.host, port=s.port, **kwargs)
         )
         try:
-            if not ask_cluster:
+            if not ask_cluster and not s.serverless:
                 client.ping()
                 return False
             try:
-                client.execute_command("CLUSTER", "SLOTS")
+                slots = client.execute_command("CLUSTER", "SLOTS")
             except redis.ResponseError as exc:
                 text = str(exc).lower()
                 if "cluster support disabled" in text or "unknown command" in text:
                     return False
                 raise
+            if s.serverless:  # its reader endpoint: the endpoint's name on another port
+                self.reader_remote = reader_in(slots, s.host, s.port)
             return True
         except redis.AuthenticationError as exc:
             if s.password or s.iam_auth:
@@ -226,11 +229,16 @@ class Tunnel:
         """A serverless cache's reader endpoint (AWS: port 6380 beside 6379, reads after
         READONLY) gets a fixed local port, the next one when free, as on AWS: clients that
         cannot route reads themselves (valkey-java, older Jedis) are configured with it.
-        Clients that find it in CLUSTER SLOTS are handed the same listener."""
+        Clients that find it in CLUSTER SLOTS are handed the same listener. Its port is
+        the one CLUSTER SLOTS names; when the tunnel could not ask (no credentials), 6380
+        beside 6379 as AWS documents, and none on another port."""
         s = self.settings
+        remote = self.reader_remote or (6380 if s.port == 6379 else None)
+        if remote is None:
+            return
         wanted = self.local_port + 1
         port = wanted if wanted <= 65535 and port_free(wanted, self.bind) else None
-        self.reader_port = self.proxy.add(s.host, s.port + 1, port)
+        self.reader_port = self.proxy.add(s.host, remote, port)
 
     def _node_added(self, text: str) -> None:
         """The proxy serves a node it had not seen (failover, resharding, a new replica)."""
@@ -295,6 +303,35 @@ class Tunnel:
         if self.engine is not None:
             self.engine.close()
             self.engine = None
+
+
+def reader_in(slots: Any, host: str, port: int) -> int | None:
+    """The port of a serverless cache's reader endpoint in its CLUSTER SLOTS answer (as
+    redis-py returns it, a list or a dict): a node with the endpoint's own name and another
+    port. None when there is none."""
+    want = host.lower().rstrip(".")
+    if isinstance(slots, dict):  # {(start, end): {"primary": (h, p), "replicas": [...]}}
+        nodes = [n for v in slots.values() for n in [v.get("primary"), *v.get("replicas", [])]]
+    else:  # [[start, end, [host, port, id, ...], ...], ...]
+        nodes = [n for entry in slots or [] for n in entry[2:]]
+    for node in nodes:
+        if not node or len(node) < 2:
+            continue
+        names = [node[0]]
+        meta = node[3] if len(node) > 3 else None  # {hostname: ..., ip: ...}, or flat
+        if isinstance(meta, dict):
+            names += [v for k, v in meta.items() if k in (b"hostname", "hostname")]
+        elif isinstance(meta, list):
+            names += [
+                meta[i + 1]
+                for i in range(0, len(meta) - 1, 2)
+                if meta[i] in (b"hostname", "hostname")
+            ]
+        for name in names:
+            text = name.decode() if isinstance(name, bytes) else str(name)
+            if text.lower().rstrip(".") == want and int(node[1]) != port:
+                return int(node[1])
+    return None
 
 
 OPEN_FILES = 65536  # what the tunnel asks for: 2 per proxied connection, 1 in ssh

@@ -125,6 +125,8 @@ def test_serverless_client_sends_auth_itself(vpc):
         held.wait_for_err("your client must send them")
         ex = held.exports
         assert ex["REDIS_CLUSTER"] == "true" and ex["REDIS_TLS"] == "false"
+        # not asked (no credentials), and not AWS's 6379: no reader port is made up
+        assert "REDIS_READER_PORT" not in ex
         # without AUTH the cache refuses: the tunnel holds no credentials here ...
         refused = redis_cli_c(vpc, ex, "SET t11:self:1 v\n")
         assert "NOAUTH" in refused.stdout + refused.stderr

@@ -211,3 +211,24 @@ def test_openssh_messages(stderr, kind, needle):
     assert isinstance(err, kind)
     assert needle in err.line()
     assert os.linesep not in err.line()
+
+
+def test_reader_in_finds_the_endpoint_name_on_another_port():
+    from closeup_ops.connect.tunnel.session import reader_in
+
+    name = "demo-x1.serverless.use1.cache.amazonaws.com"
+    # RESP2 list as a serverless cache answers: every slot on the endpoint, reader on 6380
+    listed = [[0, 16383, [name.encode(), 6379, b"id1"], [name.encode(), 6380, b"id2"]]]
+    assert reader_in(listed, name, 6379) == 6380
+    assert reader_in(listed, name.upper() + ".", 6379) == 6380  # DNS names: any case, dot
+    # hostname only in the metadata (the first element an IP)
+    meta = [[0, 16383, [b"10.0.0.5", 6379, b"id1", [b"hostname", name.encode()]],
+             [b"10.0.0.6", 6380, b"id2", {b"hostname": name.encode()}]]]  # fmt: skip
+    assert reader_in(meta, name, 6379) == 6380
+    # redis-py's dict form
+    parsed = {(0, 16383): {"primary": (name, 6379), "replicas": [(name, 6380)]}}
+    assert reader_in(parsed, name, 6379) == 6380
+    # nodes of other names, or the endpoint's own port only: no reader
+    other = [[0, 16383, [b"node-1.example", 6379, b"a"], [b"node-2.example", 6380, b"b"]]]
+    assert reader_in(other, name, 6379) is None
+    assert reader_in([[0, 16383, [name.encode(), 6379, b"a"]]], name, 6379) is None
