@@ -67,13 +67,15 @@ def start_cluster(
     hostnames: list[str] | None = None,
     preferred_endpoint: str | None = None,
     engine: str | None = None,
+    bind: str = "127.0.0.1",
 ) -> Cluster:
     """A cluster of `primaries` primaries with `replicas` replicas each, all slots covered.
 
     `tls`: TLS only (clients, replication and cluster bus); `hostnames`: one name per node,
     announced with `cluster-announce-hostname` (as ElastiCache does with in-transit
     encryption); `preferred_endpoint` ("ip", "hostname", "unknown-endpoint"): what CLUSTER
-    SLOTS and -MOVED name first; `engine` as for start_redis."""
+    SLOTS and -MOVED name first; `engine` and `bind` (::1: an IPv6 cluster) as for
+    start_redis."""
     nodes = []
     try:
         for i in range(primaries * (1 + replicas)):
@@ -105,6 +107,7 @@ def start_cluster(
                     detach=detach,
                     tls=tls,
                     engine=engine,
+                    bind=bind,
                 )
             )
         cmd = [
