@@ -30,6 +30,7 @@ class TunnelInfo:
     nodes: list[dict[str, str]] = field(default_factory=list)
     hint: str | None = None
     reader: str | None = None  # serverless: the reader endpoint's local side (AWS: 6380)
+    bind: str = "127.0.0.1"  # what the local side listens on
 
 
 @with_settings(REDIS)
@@ -182,20 +183,24 @@ def describe(tun) -> TunnelInfo:
         nodes=[{"node": n, "local": lo} for n, lo in tun.nodes()] if tun.proxied else [],
         hint=CLUSTER_HINT if tun.cluster else None,
         reader=f"{tun.announce_host or tun.host}:{tun.reader_port}" if tun.reader_port else None,
+        bind=tun.bind,
     )
 
 
 def _show(info: TunnelInfo) -> None:
+    from closeup_ops.connect.tunnel.nodes import is_loopback
+
     output.line(f"tunnel open: {info.local} -> {info.remote} via {info.bastion}")
+    side = "on loopback" if is_loopback(info.bind) else f"on {info.bind}, reachable from elsewhere"
     if info.tls and not info.tls_verified:
         output.line(
             "TLS to the cache is NOT verified (--insecure): any certificate is accepted; "
-            "the local side is plain TCP on loopback"
+            f"the local side is plain TCP {side}"
         )
     elif info.tls:
         output.line(
             f"TLS to the cache is verified against {info.tls_server_name} (each node's own "
-            "name in cluster mode); the local side is plain TCP on loopback"
+            f"name in cluster mode); the local side is plain TCP {side}"
         )
     if len(info.nodes) > 1:
         output.table(

@@ -12,6 +12,7 @@ import pytest
 from helpers.bastion import CLOSEUP_OPS, HeldTunnel
 from helpers.netns import DEMO_ENTRY, DEMO_NODES, DEMO_PORT, LAPTOP_IP, wait_until
 from helpers.tunnel_clients import (
+    KEYS,
     TextTunnel,
     demo_env,
     pgrep,
@@ -171,5 +172,19 @@ def test_non_loopback_bind_is_refused_unless_asked(vpc):
             timeout=30,
         )
         assert got.stdout.strip() == "PONG", got.stdout + got.stderr
+        assert any(f"plain TCP on {LAPTOP_IP}, reachable from elsewhere" in ln for ln in held.out)
+        # A cluster client on that other machine is sent to the address it dialled, not to
+        # 127.0.0.1 (its own loopback): every key lands, following redirects to LAPTOP_IP.
+        cluster = subprocess.run(
+            vpc.in_vpc("redis-cli", "-c", "-h", LAPTOP_IP, "-p", held.exports["REDIS_PORT"]),
+            input="".join(f"SET t11:remote:{i} v{i}\n" for i in range(KEYS)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        lines = [ln.strip() for ln in cluster.stdout.splitlines() if ln.strip()]
+        redirects = [ln for ln in lines if ln.startswith("-> Redirected")]
+        assert redirects and all(f" located at {LAPTOP_IP}:" in ln for ln in redirects), lines
+        assert [ln for ln in lines if not ln.startswith("->")] == ["OK"] * KEYS, lines
     finally:
         assert held.interrupt() == 0
