@@ -163,6 +163,9 @@ class OpenSshForwards:
 
     def start(self) -> None:
         self.stderr.clear()
+        # a master that died (a dropped session) may leave its socket: a new master would
+        # then run without one ("already exists, disabling multiplexing")
+        self._control.unlink(missing_ok=True)
         self.proc = subprocess.Popen(
             self.command(),
             stdin=subprocess.DEVNULL,

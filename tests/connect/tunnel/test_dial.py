@@ -117,3 +117,24 @@ def test_openssh_without_its_control_socket_restarts_to_change_forwards(sshd, re
         assert eng.proc.pid != pid and eng.restarts == 1
     finally:
         eng.close()
+
+
+def test_openssh_after_a_dropped_session_still_changes_forwards_in_place(sshd, redis_plain):
+    """A master killed outright leaves its control socket behind; the restarted session
+    makes its own, so later forward changes still need no restart."""
+    b = bastion_for(sshd)
+    eng = OpenSshForwards(b, check(b), [], dynamic=True)
+    eng.start()
+    try:
+        eng.proc.kill()  # SIGKILL: no clean-up of the socket
+        eng.proc.wait(5)
+        assert eng._control.exists()
+        eng.start()  # what check_alive does after a drop
+        pid = eng.proc.pid
+        port = free_port()
+        eng.set_forwards([Forward("127.0.0.1", redis_plain.port, port)])
+        with socket.create_connection(("127.0.0.1", port), 5) as sock:
+            assert ping(sock) == b"+PONG\r\n"
+        assert eng.proc.pid == pid and eng.restarts == 0
+    finally:
+        eng.close()
