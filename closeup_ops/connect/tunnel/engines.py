@@ -1,10 +1,12 @@
 """The two ways bytes cross the bastion, behind one small interface (start, alive, stop,
 pin, exit_reason, close, set_forwards, dialer).
 
-- OpenSshForwards: an OpenSSH `ssh -N [-D ...] [-L ...]` child, pinned to the host key that
+- OpenSshForwards: an OpenSSH `ssh -N [-L ...]` master, pinned to the host key that
   connect/tunnel/bastion.py verified. The default: as fast as `ssh -L` because it is `ssh -L`.
-  With `dynamic`, a SOCKS5 dynamic forward on loopback gives the proxy its dialer
-  (connect/tunnel/dial.py: the host NAME is sent, the bastion resolves it).
+  Its control socket, in a directory only this user can enter, gives the proxy its dialer
+  (a stdio forward per connection, connect/tunnel/dial.py: the host NAME is sent, the
+  bastion resolves it) and lets -L forwards change without a restart. No SOCKS port: one
+  on loopback would let any local user reach the VPC through the bastion as us.
 - ParamikoForwards: a pure-Python forwarder on a tuned paramiko transport (64 MiB window,
   256 KiB packets, aes128-gcm, TCP_NODELAY), for machines without the `ssh` client. Its
   listening sockets survive a reconnect, so the local ports never change; its dialer opens
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from closeup_ops.connect.tunnel.bastion import Bastion
-from closeup_ops.connect.tunnel.dial import Dial, channel_dialer, pump, socks5_dialer
+from closeup_ops.connect.tunnel.dial import Dial, channel_dialer, mux_dialer, pump
 from closeup_ops.connect.tunnel.nodes import LOCAL, Forward
 from closeup_ops.errors import AuthError, ConnectError
 from closeup_ops.errors import ssh as ssh_errors
@@ -56,12 +58,9 @@ class OpenSshForwards:
     def __init__(
         self, bastion: Bastion, host_key: Any, forwards: list[Forward], dynamic: bool = False
     ):
-        from closeup_ops.local.servers import free_port
-
         self.bastion = bastion
         self.forwards = list(forwards)
-        # The SOCKS port stays the same across restarts, so one dialer serves them all.
-        self.socks_port: int | None = free_port() if dynamic else None
+        self.dynamic = dynamic  # offers a dialer (the control socket does it either way)
         self.proc: subprocess.Popen | None = None
         self.stderr: deque[str] = deque(maxlen=30)
         self._dir = Path(tempfile.mkdtemp(prefix="closeup-ops-ssh-"))
@@ -104,16 +103,14 @@ class OpenSshForwards:
             cmd += ["-o", f"{name}={value}"]
         if b.key:
             cmd += ["-i", b.key, "-o", "IdentitiesOnly=yes"]
-        if self.socks_port is not None:
-            cmd += ["-D", f"{LOCAL}:{self.socks_port}"]
         for fwd in self.forwards:
             cmd += ["-L", fwd.ssh_spec()]
         return cmd + [b.host]
 
     def dialer(self) -> Dial:
-        if self.socks_port is None:
-            raise RuntimeError("this ssh child has no dynamic forward")
-        return socks5_dialer(self.socks_port, self.bastion.timeout)
+        """Through the control socket; its path stays the same across restarts, so one
+        dialer serves them all."""
+        return mux_dialer(self._control, self.bastion.timeout)
 
     def set_forwards(self, forwards: list[Forward]) -> None:
         """Change the -L forwards: on the running session through its control socket (a
@@ -186,8 +183,7 @@ class OpenSshForwards:
     def _wait_listening(self) -> None:
         deadline = time.monotonic() + self.bastion.timeout + 5
         waiting = [(f.bind, f.local_port) for f in self.forwards]
-        if self.socks_port is not None:
-            waiting.append((LOCAL, self.socks_port))
+        waiting.append(("control", 0))  # the master's control socket: logged in, serving
         while waiting:
             if not self.alive():
                 self.proc.wait()  # type: ignore[union-attr]
@@ -197,11 +193,18 @@ class OpenSshForwards:
                     self.bastion.where,
                     [f.local_port for f in self.forwards],
                 )
-            waiting = [(h, p) for h, p in waiting if port_free(p, h)]
+            waiting = [
+                (h, p)
+                for h, p in waiting
+                if (not self._control.exists() if h == "control" else port_free(p, h))
+            ]
             if waiting and time.monotonic() > deadline:
                 self.stop()
+                ports = [p for h, p in waiting if h != "control"]
                 raise ConnectError(
-                    f"ssh did not open local port(s) {[p for _, p in waiting]} in time",
+                    f"ssh did not open local port(s) {ports} in time"
+                    if ports
+                    else "ssh did not open its control socket in time",
                     ssh_errors.REACH_HINT,
                 )
             if waiting:

@@ -159,7 +159,8 @@ class Client:
         try:
             sock, password = await asyncio.wait_for(in_thread(proxy.dial, host, port), up.timeout)
             sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if sock.family != socket.AF_UNIX:  # (the OpenSSH dialer's socketpair is not TCP)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             tls: dict[str, Any] = {}
             if up.tls:
                 name = host if not is_ip(host) else (up.server_name or host)

@@ -5,6 +5,7 @@ direct-tcpip channels; both survive a reconnect; a port nobody listens on is an 
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -36,10 +37,11 @@ def ping(sock: socket.socket) -> bytes:
 
 def test_dial_by_name_and_by_ip(engine, redis_plain):
     dial = engine.dialer()
-    # "localhost" goes to the bastion as a name (SOCKS5 ATYP 3 / direct-tcpip host string)
+    # "localhost" goes to the bastion as a name (the direct-tcpip host string); a stream
+    # socket comes back (OpenSSH: one end of a socketpair; paramiko: a loopback TCP pair)
     for host in ("localhost", "127.0.0.1"):
         with dial(host, redis_plain.port) as sock:
-            assert sock.family == socket.AF_INET and sock.type == socket.SOCK_STREAM
+            assert sock.type == socket.SOCK_STREAM
             assert ping(sock) == b"+PONG\r\n"
 
 
@@ -136,5 +138,47 @@ def test_openssh_after_a_dropped_session_still_changes_forwards_in_place(sshd, r
         with socket.create_connection(("127.0.0.1", port), 5) as sock:
             assert ping(sock) == b"+PONG\r\n"
         assert eng.proc.pid == pid and eng.restarts == 0
+    finally:
+        eng.close()
+
+
+def listening_ports_of(pid: int) -> set[int]:
+    """TCP ports process `pid` listens on (ss -ltnp)."""
+    import subprocess
+
+    out = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
+    return {
+        int(line.split()[3].rsplit(":", 1)[1]) for line in out.splitlines() if f"pid={pid}," in line
+    }
+
+
+def test_openssh_dials_through_its_private_control_socket_not_a_port(sshd, redis_plain):
+    """No SOCKS port on loopback (any local user could reach the VPC through it as us): the
+    ssh master listens on no TCP port but its -L forwards, and its control socket sits in a
+    directory only this user can enter."""
+    import os
+    import stat
+
+    from closeup_ops.connect.tunnel import dial as dial_module
+
+    b = bastion_for(sshd)
+    eng = OpenSshForwards(b, check(b), [], dynamic=True)
+    eng.start()
+    try:
+        assert listening_ports_of(eng.proc.pid) == set()
+        assert stat.S_IMODE(os.stat(eng._control.parent).st_mode) == 0o700
+        before = dial_module._REAPER.held()
+        socks = [eng.dialer()("127.0.0.1", redis_plain.port) for _ in range(10)]
+        assert all(ping(s) == b"+PONG\r\n" for s in socks)
+        assert dial_module._REAPER.held() == before + 10  # one control connection each
+        for s in socks:
+            s.close()
+        # ssh ends each forward and closes its control connection; ours are closed too
+        deadline = time.monotonic() + 10
+        while dial_module._REAPER.held() > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert dial_module._REAPER.held() == before
+        with pytest.raises(ConnectionRefusedError, match="cannot open 127.0.0.1:1"):
+            eng.dialer()("127.0.0.1", 1)  # nothing listens there: refused at once, said
     finally:
         eng.close()

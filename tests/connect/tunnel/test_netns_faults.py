@@ -130,13 +130,13 @@ def test_ctrl_c_closes_every_listener_and_the_ssh_child(vpc):
     try:
         ports = {int(n["local"].rsplit(":", 1)[1]) for n in held.doc["nodes"]}
         assert len(ports) == 7 and ports <= vpc.listening(vpc.laptop)
-        # this tunnel's ssh child, by the SOCKS port on its command line
+        # this tunnel's ssh child, by the control socket on its command line
         child = subprocess.run(
             ["pgrep", "-P", str(held.proc.pid), "-x", "ssh"], capture_output=True, text=True
         ).stdout.split()
         assert len(child) == 1, child
         argv = open(f"/proc/{child[0]}/cmdline").read().split("\0")
-        ssh_child = f"-D {argv[argv.index('-D') + 1]} "
+        ssh_child = next(a for a in argv if a.startswith("ControlPath="))
         assert pgrep(ssh_child).returncode == 0  # the pattern finds it while it runs
     finally:
         code = held.interrupt()
