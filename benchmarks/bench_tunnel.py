@@ -290,7 +290,7 @@ def vpc_cluster(args) -> None:
     pid = os.getpid()
     work = Path(tempfile.mkdtemp(prefix="bench-vpc-"))
     env = Vpc(vpc=f"cuobv{pid}", laptop=f"cuobl{pid}", workdir=work)
-    # Enough requests that the 150 connections' set-up (SOCKS + TLS through SSH) is amortised.
+    # Enough requests that the 150 connections' set-up (stdio forward + TLS via SSH) is amortised.
     bench = ["-t", "set,get", "-n", str(args.vpc_requests), "-P", "16", "-c", "50"]
     rates: dict[str, list[dict[str, float]]] = {"inside the VPC": [], "through tunnel": []}
     held = None

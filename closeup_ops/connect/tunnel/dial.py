@@ -6,7 +6,6 @@ it (the name is resolved on the far side, like a VPC's private DNS). The proxy
   this user, unlike a SOCKS port on loopback, which any local user could use to reach the
   VPC), asking for a stdio forward to host:port (the NAME, resolved on the bastion) and
   handing ssh one end of a socketpair as that channel's input and output.
-- socks5_dialer: through a SOCKS5 listener such as OpenSSH's `ssh -D` (kept for tools).
 - channel_dialer: a paramiko `direct-tcpip` channel, bridged to a loopback TCP socket.
 - dialed_connection: a redis-py connection class that dials through one of them (used to
   ask the cache whether it runs in cluster mode before the proxy starts).
@@ -14,7 +13,6 @@ it (the name is resolved on the far side, like a VPC's private DNS). The proxy
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import selectors
 import socket
@@ -27,18 +25,6 @@ from closeup_ops.connect.tunnel.nodes import LOCAL
 
 Dial = Callable[[str, int], socket.socket]
 
-# RFC 1928 section 6, reply field
-SOCKS_REPLIES = {
-    1: "general failure",
-    2: "not allowed by the bastion",
-    3: "network unreachable",
-    4: "host unreachable",
-    5: "connection refused",
-    6: "TTL expired",
-    7: "command not supported",
-    8: "address type not supported",
-}
-
 
 def _recv_exact(sock: socket.socket, size: int, what: str) -> bytes:
     data = b""
@@ -48,43 +34,6 @@ def _recv_exact(sock: socket.socket, size: int, what: str) -> bytes:
             raise ConnectionError(f"the bastion closed the connection during {what}")
         data += chunk
     return data
-
-
-def socks5_connect(proxy: tuple[str, int], host: str, port: int, timeout: float) -> socket.socket:
-    """CONNECT host:port through a SOCKS5 proxy without authentication; an IP literal goes
-    as an address, a name as ATYP 3 (resolved by the proxy, i.e. on the bastion)."""
-    sock = socket.create_connection(proxy, timeout=timeout)
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.sendall(b"\x05\x01\x00")  # version 5, one method: no authentication
-        if _recv_exact(sock, 2, "the SOCKS greeting") != b"\x05\x00":
-            raise ConnectionError("the SOCKS forward refused the greeting")
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            name = host.encode("idna")
-            if not 0 < len(name) < 256:
-                raise ConnectionError(f"host name {host!r} is not valid") from None
-            address = b"\x03" + bytes([len(name)]) + name
-        else:
-            address = (b"\x01" if ip.version == 4 else b"\x04") + ip.packed
-        sock.sendall(b"\x05\x01\x00" + address + struct.pack(">H", port))
-        version, reply, _, atyp = _recv_exact(sock, 4, "the SOCKS reply")
-        if version != 5 or reply != 0:
-            reason = SOCKS_REPLIES.get(reply, f"SOCKS error {reply}")
-            raise ConnectionRefusedError(f"the bastion cannot open {host}:{port} ({reason})")
-        if atyp == 1:
-            rest = 4
-        elif atyp == 4:
-            rest = 16
-        else:
-            rest = _recv_exact(sock, 1, "the SOCKS reply")[0]
-        _recv_exact(sock, rest + 2, "the SOCKS reply")  # bound address + port: unused
-        sock.settimeout(None)
-        return sock
-    except BaseException:
-        sock.close()
-        raise
 
 
 # OpenSSH's multiplexing protocol (PROTOCOL.mux in its sources): length-prefixed packets
@@ -205,15 +154,6 @@ def mux_dialer(control: str | os.PathLike[str], timeout: float) -> Dial:
 
     def dial(host: str, remote_port: int) -> socket.socket:
         return mux_connect(path, host, remote_port, timeout)
-
-    return dial
-
-
-def socks5_dialer(port: int, timeout: float) -> Dial:
-    """A Dial through the SOCKS5 listener of `ssh -D 127.0.0.1:port`."""
-
-    def dial(host: str, remote_port: int) -> socket.socket:
-        return socks5_connect((LOCAL, port), host, remote_port, timeout)
 
     return dial
 

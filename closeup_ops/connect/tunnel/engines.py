@@ -114,8 +114,8 @@ class OpenSshForwards:
 
     def set_forwards(self, forwards: list[Forward]) -> None:
         """Change the -L forwards: on the running session through its control socket (a
-        new forward listens at once, the SOCKS forward and its connections stay), else by
-        restarting ssh (same SOCKS port)."""
+        new forward listens at once, the connections through the control socket stay), else
+        by restarting ssh (the same control socket path)."""
         forwards = list(forwards)
         if forwards == self.forwards:
             return
