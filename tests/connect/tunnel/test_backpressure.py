@@ -5,6 +5,8 @@ the 1 MiB high-water mark per side, and every byte still arrives, in order."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import threading
 
@@ -73,15 +75,18 @@ def test_a_client_that_does_not_read_is_not_buffered_whole(server, proxy):
 
 
 def test_a_client_that_sends_faster_than_the_server_takes_is_paused_too(server, proxy):
-    """The request side: a pipeline of big SETs to a server paused with CLIENT PAUSE; the
-    proxy stops reading the client once its queue towards the server is full."""
+    """The request side: a pipeline of big SETs to a server that reads nothing (stopped
+    with SIGSTOP; CLIENT PAUSE would not do: a paused server still reads requests into its
+    query buffer); the proxy stops reading the client once its queue towards the server is
+    full, so the client's 48 MiB wait in the client (more than every socket buffer between
+    them holds)."""
     direct = redis.Redis(port=server.port)
     value = b"x" * VALUE
     request = b"*3\r\n$3\r\nSET\r\n$6\r\nbp:req\r\n$%d\r\n%s\r\n" % (VALUE, value)
     sock = socket.create_connection(("127.0.0.1", proxy.local), timeout=30)
     sock.sendall(b"*1\r\n$4\r\nPING\r\n")
     assert sock.recv(100) == b"+PONG\r\n"  # connected upstream before the pause
-    direct.execute_command("CLIENT", "PAUSE", "20000", "ALL")
+    os.kill(server.pid, signal.SIGSTOP)  # our own server, by PID
     sent = []
     sender = threading.Thread(
         target=lambda: sent.append(sock.sendall(request * COUNT)), daemon=True
@@ -94,7 +99,7 @@ def test_a_client_that_sends_faster_than_the_server_takes_is_paused_too(server, 
         assert queued < HIGH_WATER + (2 << 20), queued
         assert not sent  # the client is still blocked in sendall: its bytes wait with it
     finally:
-        direct.execute_command("CLIENT", "UNPAUSE")
+        os.kill(server.pid, signal.SIGCONT)
     sender.join(30)
     assert sent == [None]
     replies = b""
