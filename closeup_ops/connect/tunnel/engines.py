@@ -183,8 +183,7 @@ class OpenSshForwards:
     def _wait_listening(self) -> None:
         deadline = time.monotonic() + self.bastion.timeout + 5
         waiting = [(f.bind, f.local_port) for f in self.forwards]
-        waiting.append(("control", 0))  # the master's control socket: logged in, serving
-        while waiting:
+        while True:
             if not self.alive():
                 self.proc.wait()  # type: ignore[union-attr]
                 time.sleep(0.05)  # let the reader thread catch the last line
@@ -193,22 +192,18 @@ class OpenSshForwards:
                     self.bastion.where,
                     [f.local_port for f in self.forwards],
                 )
-            waiting = [
-                (h, p)
-                for h, p in waiting
-                if (not self._control.exists() if h == "control" else port_free(p, h))
-            ]
-            if waiting and time.monotonic() > deadline:
+            waiting = [(h, p) for h, p in waiting if port_free(p, h)]
+            if not waiting and self._control.exists():  # the master: logged in, serving
+                return
+            if time.monotonic() > deadline:
                 self.stop()
-                ports = [p for h, p in waiting if h != "control"]
                 raise ConnectError(
-                    f"ssh did not open local port(s) {ports} in time"
-                    if ports
+                    f"ssh did not open local port(s) {[p for _, p in waiting]} in time"
+                    if waiting
                     else "ssh did not open its control socket in time",
                     ssh_errors.REACH_HINT,
                 )
-            if waiting:
-                time.sleep(0.02)
+            time.sleep(0.02)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
