@@ -156,7 +156,7 @@ def test_more_open_files_raises_the_soft_limit_up_to_the_hard_one():
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     expected = 65536 if hard == resource.RLIM_INFINITY else min(65536, hard)
     code = (
-        "import resource; from closeup_ops.connect.tunnel.session import more_open_files; "
+        "import resource; from closeup_ops.connect.tunnel.nodes import more_open_files; "
         "got = more_open_files(); print(got, resource.getrlimit(resource.RLIMIT_NOFILE)[0])"
     )
     out = subprocess.run(

@@ -1,5 +1,6 @@
 """What a local client gets from a tunnel: the plain forward of a standalone cache, the bind
-rule, and the REDIS_* variables (export lines, a `tunnel -- CMD` child's environment).
+rule, the REDIS_* variables (export lines, a `tunnel -- CMD` child's environment), a
+serverless cache's reader endpoint, and room for many connections (the open-files limit).
 
 Cluster-mode and TLS caches are served by the proxy (connect/tunnel/proxy.py), which
 rewrites every node address the cache hands out to a local listener of its own.
@@ -96,3 +97,58 @@ def child_env(tunnel: Any, base: dict[str, str] | None = None) -> dict[str, str]
             env["REDIS_IAM_AUTH"] = "false"  # beats a REDIS_IAM_AUTH=true in a .env file
     env.update(exports(tunnel))
     return env
+
+
+def reader_in(slots: Any, host: str, port: int) -> int | None:
+    """The port of a serverless cache's reader endpoint in its CLUSTER SLOTS answer (as
+    redis-py returns it, a list or a dict): a node with the endpoint's own name and another
+    port. None when there is none."""
+    want = host.lower().rstrip(".")
+    if isinstance(slots, dict):  # {(start, end): {"primary": (h, p), "replicas": [...]}}
+        nodes = [n for v in slots.values() for n in [v.get("primary"), *v.get("replicas", [])]]
+    else:  # [[start, end, [host, port, id, ...], ...], ...]
+        nodes = [n for entry in slots or [] for n in entry[2:]]
+    for node in nodes:
+        if not node or len(node) < 2:
+            continue
+        names = [node[0]]
+        meta = node[3] if len(node) > 3 else None  # {hostname: ..., ip: ...}, or flat
+        if isinstance(meta, dict):
+            names += [v for k, v in meta.items() if k in (b"hostname", "hostname")]
+        elif isinstance(meta, list):
+            names += [
+                meta[i + 1]
+                for i in range(0, len(meta) - 1, 2)
+                if meta[i] in (b"hostname", "hostname")
+            ]
+        for name in names:
+            text = name.decode() if isinstance(name, bytes) else str(name)
+            if text.lower().rstrip(".") == want and int(node[1]) != port:
+                return int(node[1])
+    return None
+
+
+OPEN_FILES = 65536  # what the tunnel asks for: 2 per proxied connection, 1 in ssh
+
+
+def more_open_files(wanted: int = OPEN_FILES) -> int:
+    """Raise this process's soft limit on open files towards `wanted` (never above the hard
+    limit, never lowered), as redis-server does for its clients: macOS starts at 256 and a
+    connection pool per service (go-redis: 10 per core per node) would hit EMFILE. Returns
+    the soft limit in force; where it cannot be changed, the old one."""
+    try:
+        import resource
+    except ImportError:  # not on a POSIX system
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    # macOS refuses more than OPEN_MAX (10240) even under an unlimited hard limit
+    for value in (target, min(target, 10240)):
+        if soft == resource.RLIM_INFINITY or soft >= value:
+            break
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (value, hard))
+            return value
+        except (ValueError, OSError):
+            continue
+    return soft

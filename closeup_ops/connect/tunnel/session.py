@@ -35,7 +35,10 @@ from closeup_ops.connect.tunnel.nodes import (  # noqa: F401 - exports: the API
     child_env,
     client_host,
     exports,
+    more_open_files,
+    reader_in,
 )
+from closeup_ops.connect.tunnel.upstream import upstream_for
 from closeup_ops.errors import ConnectError, OpsError, UsageError
 from closeup_ops.local.servers import free_port  # never 6379
 from closeup_ops.settings import Settings
@@ -303,90 +306,6 @@ class Tunnel:
         if self.engine is not None:
             self.engine.close()
             self.engine = None
-
-
-def reader_in(slots: Any, host: str, port: int) -> int | None:
-    """The port of a serverless cache's reader endpoint in its CLUSTER SLOTS answer (as
-    redis-py returns it, a list or a dict): a node with the endpoint's own name and another
-    port. None when there is none."""
-    want = host.lower().rstrip(".")
-    if isinstance(slots, dict):  # {(start, end): {"primary": (h, p), "replicas": [...]}}
-        nodes = [n for v in slots.values() for n in [v.get("primary"), *v.get("replicas", [])]]
-    else:  # [[start, end, [host, port, id, ...], ...], ...]
-        nodes = [n for entry in slots or [] for n in entry[2:]]
-    for node in nodes:
-        if not node or len(node) < 2:
-            continue
-        names = [node[0]]
-        meta = node[3] if len(node) > 3 else None  # {hostname: ..., ip: ...}, or flat
-        if isinstance(meta, dict):
-            names += [v for k, v in meta.items() if k in (b"hostname", "hostname")]
-        elif isinstance(meta, list):
-            names += [
-                meta[i + 1]
-                for i in range(0, len(meta) - 1, 2)
-                if meta[i] in (b"hostname", "hostname")
-            ]
-        for name in names:
-            text = name.decode() if isinstance(name, bytes) else str(name)
-            if text.lower().rstrip(".") == want and int(node[1]) != port:
-                return int(node[1])
-    return None
-
-
-OPEN_FILES = 65536  # what the tunnel asks for: 2 per proxied connection, 1 in ssh
-
-
-def more_open_files(wanted: int = OPEN_FILES) -> int:
-    """Raise this process's soft limit on open files towards `wanted` (never above the hard
-    limit, never lowered), as redis-server does for its clients: macOS starts at 256 and a
-    connection pool per service (go-redis: 10 per core per node) would hit EMFILE. Returns
-    the soft limit in force; where it cannot be changed, the old one."""
-    try:
-        import resource
-    except ImportError:  # not on a POSIX system
-        return wanted
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    # macOS refuses more than OPEN_MAX (10240) even under an unlimited hard limit
-    for value in (target, min(target, 10240)):
-        if soft == resource.RLIM_INFINITY or soft >= value:
-            break
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (value, hard))
-            return value
-        except (ValueError, OSError):
-            continue
-    return soft
-
-
-def upstream_for(settings: Settings) -> Any:
-    """How the proxy reaches the cache: TLS per the settings, AUTH with the settings' user
-    and password, or a fresh IAM token per upstream connection (and after a RESET); no
-    password at all when the tunnel has no credentials (the client's AUTH passes through)."""
-    from closeup_ops.connect.tunnel.proxy import Upstream
-
-    password: Callable[[], str | None] | None = None
-    if settings.iam_auth:
-        from closeup_ops.connect.iam import iam_provider
-
-        provider = iam_provider(settings)  # one botocore session; a token per call
-        password = provider.token
-    elif settings.password:
-        password = settings.password.reveal
-
-    return Upstream(
-        tls=settings.use_tls,
-        # a node known only by its IP (ROLE, INFO replication and MOVED on a cluster-mode
-        # disabled cache) is checked against this name: REDIS_TLS_SERVER_NAME, else the
-        # endpoint (an ElastiCache certificate covers the cache's node names too)
-        server_name=settings.server_name,
-        ca_cert=settings.ca_cert,
-        insecure=settings.insecure,
-        username=settings.username,
-        password=password,
-        timeout=settings.timeout,
-    )
 
 
 def choose_local_port(

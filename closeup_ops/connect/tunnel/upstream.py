@@ -1,5 +1,5 @@
 """The upstream side of a proxied connection: how to reach and log in to a cache node
-(`Upstream`), the asyncio Protocol of that connection (`NodeLink`), and the blocking calls
+(`Upstream`, built from the settings by `upstream_for`), the asyncio Protocol of that connection (`NodeLink`), and the blocking calls
 (dial, a password or IAM token) run off the event loop."""
 
 from __future__ import annotations
@@ -8,7 +8,10 @@ import ipaddress
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from closeup_ops.settings import Settings
 
 HIGH_WATER = 1 << 20  # bytes queued for one side before the other side stops reading
 
@@ -136,3 +139,30 @@ def in_thread(fn: Callable, *args: Any) -> Any:
 
     threading.Thread(target=work, name="closeup-ops-dial", daemon=True).start()
     return future
+
+
+def upstream_for(settings: Settings) -> Any:
+    """How the proxy reaches the cache: TLS per the settings, AUTH with the settings' user
+    and password, or a fresh IAM token per upstream connection (and after a RESET); no
+    password at all when the tunnel has no credentials (the client's AUTH passes through)."""
+    password: Callable[[], str | None] | None = None
+    if settings.iam_auth:
+        from closeup_ops.connect.iam import iam_provider
+
+        provider = iam_provider(settings)  # one botocore session; a token per call
+        password = provider.token
+    elif settings.password:
+        password = settings.password.reveal
+
+    return Upstream(
+        tls=settings.use_tls,
+        # a node known only by its IP (ROLE, INFO replication and MOVED on a cluster-mode
+        # disabled cache) is checked against this name: REDIS_TLS_SERVER_NAME, else the
+        # endpoint (an ElastiCache certificate covers the cache's node names too)
+        server_name=settings.server_name,
+        ca_cert=settings.ca_cert,
+        insecure=settings.insecure,
+        username=settings.username,
+        password=password,
+        timeout=settings.timeout,
+    )

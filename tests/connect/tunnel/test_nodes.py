@@ -214,7 +214,7 @@ def test_openssh_messages(stderr, kind, needle):
 
 
 def test_reader_in_finds_the_endpoint_name_on_another_port():
-    from closeup_ops.connect.tunnel.session import reader_in
+    from closeup_ops.connect.tunnel.nodes import reader_in
 
     name = "demo-x1.serverless.use1.cache.amazonaws.com"
     # RESP2 list as a serverless cache answers: every slot on the endpoint, reader on 6380
