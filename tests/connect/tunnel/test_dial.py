@@ -1,6 +1,7 @@
 """The dialers the proxy opens its upstream connections with, through a real sshd: OpenSSH's
 stdio forwards on its control socket (host name sent for the far side to resolve) and
-paramiko's direct-tcpip channels; both survive a reconnect; a port nobody listens on is an OSError."""
+paramiko's direct-tcpip channels; both survive a reconnect; a port nobody listens on is an
+OSError."""
 
 from __future__ import annotations
 
