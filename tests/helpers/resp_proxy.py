@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import hiredis
 
@@ -52,6 +53,19 @@ def open_proxy(
     proxy = NodeProxy(dial, upstream or Upstream(), cluster=cluster, **kw)
     proxy.start()
     return proxy
+
+
+def cluster_proxy(names: list[str], cluster: Any):
+    """The fixture body of the proxy tests against a named cluster: a started proxy (its
+    NameDial as `dial_log`, the first node's listener as `entry`), closed after the test,
+    which must have left no internal fault."""
+    dial = NameDial(names)
+    px = open_proxy(dial)
+    px.dial_log = dial
+    px.entry = px.add(names[0], cluster.nodes[0].port)
+    yield px
+    px.close()
+    assert px.errors == []
 
 
 def read_all(sock: socket.socket, timeout: float = 10) -> bytes:

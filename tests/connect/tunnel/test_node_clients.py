@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import redis
 from helpers.bastion import CLOSEUP_OPS
-from helpers.resp_proxy import NameDial, open_proxy, wait_until
+from helpers.resp_proxy import cluster_proxy, wait_until
 from helpers.tunnel_clients import assert_keys_on_every_primary, demo_env, serverless_env
 
 from closeup_ops.local.cluster import start_cluster
@@ -124,13 +124,7 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture
 def proxy(cluster):
-    dial = NameDial(NAMES)
-    px = open_proxy(dial)
-    px.dial_log = dial
-    px.entry = px.add(NAMES[0], cluster.nodes[0].port)
-    yield px
-    px.close()
-    assert px.errors == []
+    yield from cluster_proxy(NAMES, cluster)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 import redis
-from helpers.resp_proxy import NameDial, open_proxy, wait_until
+from helpers.resp_proxy import NameDial, cluster_proxy, open_proxy, wait_until
 
 from closeup_ops.local.cluster import start_cluster
 
@@ -28,13 +28,7 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture
 def proxy(cluster):
-    dial = NameDial(NAMES)
-    px = open_proxy(dial)
-    px.dial_log = dial
-    px.entry = px.add(NAMES[0], cluster.nodes[0].port)
-    yield px
-    px.close()
-    assert px.errors == []
+    yield from cluster_proxy(NAMES, cluster)
 
 
 def direct(port: int) -> redis.Redis:

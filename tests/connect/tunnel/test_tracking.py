@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import redis
-from helpers.resp_proxy import Conn, NameDial, cmd, open_proxy, wait_until
+from helpers.resp_proxy import Conn, cluster_proxy, cmd, wait_until
 
 from closeup_ops.local.cluster import start_cluster
 
@@ -24,10 +24,7 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture
 def proxy(cluster):
-    px = open_proxy(NameDial(NAMES))
-    yield px
-    px.close()
-    assert px.errors == []
+    yield from cluster_proxy(NAMES, cluster)
 
 
 def owner_port(cluster, key: str) -> int:
