@@ -1,6 +1,7 @@
 """The upstream side of a proxied connection: how to reach and log in to a cache node
-(`Upstream`, built from the settings by `upstream_for`), the asyncio Protocol of that connection (`NodeLink`), and the blocking calls
-(dial, a password or IAM token) run off the event loop."""
+(`Upstream`, built from the settings by `upstream_for`), the asyncio Protocol of that
+connection (`NodeLink`), and the blocking calls (dial, a password or IAM token) run off the
+event loop."""
 
 from __future__ import annotations
 
